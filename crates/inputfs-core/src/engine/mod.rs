@@ -1,0 +1,387 @@
+//! The read engine: memory → local tier → shared tier → origin.
+//!
+//! Every block goes through one single-flight point (a `moka` cache whose
+//! `try_get_with` coalesces concurrent loads of the same key), so however many
+//! readers want a block, one load per process happens. Loads hold permits of a
+//! global in-flight memory budget; finished blocks live in a weighted in-memory
+//! cache of bounded size. Blocks found at a lower tier are copied to the higher
+//! ones, and blocks from the origin are published to every tier, off the read path
+//! and never blocking it: when a tier's publish slots are busy the copy is skipped.
+//!
+//! Tier calls are blocking file I/O: they run on tokio's blocking pool and are
+//! bounded by a timeout, so a hung network mount degrades to the origin instead of
+//! hanging the application.
+
+mod readahead;
+mod stats;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+use crate::block::{BlockId, BlockLayout};
+use crate::error::{Error, Result};
+use crate::object::{CacheKey, ObjectId};
+use crate::source::Source;
+use crate::store::{BlockStore, Lookup, TierStats};
+
+pub use readahead::Readahead;
+pub use stats::{OriginStats, StatsSnapshot, TierSnapshot};
+
+const MIB: u64 = 1 << 20;
+
+/// Tunables of the read path.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Size of a cache block and of an origin request.
+    pub block_size: u64,
+    /// Memory for block data in all: half bounds data in flight, half the
+    /// in-memory cache of finished blocks.
+    pub memory_budget: u64,
+    /// Largest readahead window per open file.
+    pub max_readahead: u64,
+    /// Longest any single cache-tier call may take before it counts as failed.
+    pub tier_timeout: Duration,
+    /// Publishes that may run at once per tier before further ones are skipped.
+    pub publish_slots: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            block_size: 4 * MIB,
+            memory_budget: 256 * MIB,
+            max_readahead: 64 * MIB,
+            tier_timeout: Duration::from_secs(10),
+            publish_slots: 8,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Check the tunables fit together; the message names the offending one.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.block_size < 4096 || self.block_size > 256 * MIB {
+            return Err(format!(
+                "block size {} is out of range (4 KiB to 256 MiB)",
+                self.block_size
+            ));
+        }
+        if self.memory_budget < 4 * self.block_size {
+            return Err(format!(
+                "memory budget {} must be at least 4 blocks ({})",
+                self.memory_budget,
+                4 * self.block_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One object as the engine reads it: its pinned identity, cache key and layout.
+#[derive(Debug)]
+pub struct Object {
+    pub id: ObjectId,
+    pub key: CacheKey,
+    pub layout: BlockLayout,
+}
+
+struct Tier {
+    store: Arc<dyn BlockStore>,
+    stats: TierStats,
+    publish_slots: Arc<Semaphore>,
+    warned: AtomicBool,
+}
+
+/// The read path. Shared by every open file of a mount.
+pub struct Engine {
+    source: Arc<dyn Source>,
+    tiers: Vec<Arc<Tier>>,
+    memory: moka::future::Cache<BlockId, Bytes>,
+    inflight: Arc<Semaphore>,
+    inflight_kib: u32,
+    config: EngineConfig,
+    origin: OriginStats,
+    background: TaskTracker,
+}
+
+impl Engine {
+    /// An engine over `source` with cache `tiers` in lookup order (local first).
+    pub fn new(
+        source: Arc<dyn Source>,
+        tiers: Vec<Arc<dyn BlockStore>>,
+        config: EngineConfig,
+    ) -> std::result::Result<Arc<Self>, String> {
+        config.validate()?;
+        let half = config.memory_budget / 2;
+        let inflight_kib = u32::try_from(half / 1024).unwrap_or(u32::MAX);
+        let memory = moka::future::Cache::builder()
+            .weigher(|_k: &BlockId, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
+            .max_capacity(half)
+            .build();
+        let tiers = tiers
+            .into_iter()
+            .map(|store| {
+                Arc::new(Tier {
+                    store,
+                    stats: TierStats::default(),
+                    publish_slots: Arc::new(Semaphore::new(config.publish_slots)),
+                    warned: AtomicBool::new(false),
+                })
+            })
+            .collect();
+        Ok(Arc::new(Engine {
+            source,
+            tiers,
+            memory,
+            inflight: Arc::new(Semaphore::new(inflight_kib as usize)),
+            inflight_kib,
+            config,
+            origin: OriginStats::default(),
+            background: TaskTracker::new(),
+        }))
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Wrap a resolved object for reading.
+    pub fn object(&self, id: ObjectId) -> Arc<Object> {
+        let key = id.cache_key(self.config.block_size);
+        let layout = BlockLayout::new(self.config.block_size, id.size);
+        Arc::new(Object { id, key, layout })
+    }
+
+    /// A reader with its own readahead state, one per open file handle.
+    pub fn reader(self: &Arc<Self>, object: Arc<Object>) -> FileReader {
+        let window = self.config.max_readahead.min(self.config.memory_budget / 4);
+        FileReader {
+            engine: self.clone(),
+            object,
+            readahead: std::sync::Mutex::new(Readahead::new(window)),
+        }
+    }
+
+    /// Read `len` bytes at `offset` (clamped to the object's end) with no readahead.
+    pub async fn read(self: &Arc<Self>, obj: &Arc<Object>, offset: u64, len: u64) -> Result<Bytes> {
+        let blocks = obj.layout.blocks_for(offset, len);
+        if blocks.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let end = offset.saturating_add(len).min(obj.id.size);
+        let bs = obj.layout.block_size;
+        if blocks.end - blocks.start == 1 {
+            let block = self.block(obj, blocks.start).await?;
+            let start = (offset - blocks.start * bs) as usize;
+            return Ok(block.slice(start..start + (end - offset) as usize));
+        }
+        let parts =
+            futures::future::try_join_all(blocks.clone().map(|i| self.block(obj, i))).await?;
+        let mut out = BytesMut::with_capacity((end - offset) as usize);
+        for (i, part) in blocks.zip(parts) {
+            let range = obj.layout.block_range(i);
+            let from = offset.max(range.start) - range.start;
+            let to = end.min(range.end) - range.start;
+            out.extend_from_slice(&part[from as usize..to as usize]);
+        }
+        Ok(out.freeze())
+    }
+
+    /// Fetch a whole block through the single-flight point.
+    pub async fn block(self: &Arc<Self>, obj: &Arc<Object>, index: u64) -> Result<Bytes> {
+        let id = BlockId {
+            key: obj.key,
+            index,
+        };
+        self.memory
+            .try_get_with(id, self.clone().load(obj.clone(), index))
+            .await
+            .map_err(Error::from)
+    }
+
+    /// Wait (bounded) for background publishes to finish, so a clean unmount
+    /// leaves every fetched block in the caches.
+    pub async fn shutdown(&self, limit: Duration) -> bool {
+        self.background.close();
+        let done = tokio::time::timeout(limit, self.background.wait()).await.is_ok();
+        self.background.reopen();
+        done
+    }
+
+    /// A copy of every counter.
+    pub fn stats(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            origin_requests: self.origin.requests.load(Ordering::Relaxed),
+            origin_bytes: self.origin.bytes.load(Ordering::Relaxed),
+            origin_errors: self.origin.errors.load(Ordering::Relaxed),
+            tiers: self
+                .tiers
+                .iter()
+                .map(|t| (t.store.name().to_string(), TierSnapshot::of(&t.stats)))
+                .collect(),
+        }
+    }
+
+    /// KiB of in-flight budget free right now.
+    fn inflight_free_kib(&self) -> usize {
+        self.inflight.available_permits()
+    }
+
+    async fn load(self: Arc<Self>, obj: Arc<Object>, index: u64) -> Result<Bytes> {
+        let len = obj.layout.block_len(index);
+        let kib = u32::try_from(len.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .min(self.inflight_kib);
+        // The semaphore is never closed, so acquiring cannot fail.
+        let _permit = self.inflight.acquire_many(kib).await.ok();
+        let id = BlockId {
+            key: obj.key,
+            index,
+        };
+        for (depth, tier) in self.tiers.iter().enumerate() {
+            if let Some(data) = self.tier_get(tier, id, len).await {
+                for upper in &self.tiers[..depth] {
+                    self.publish(upper, id, data.clone());
+                }
+                return Ok(data);
+            }
+        }
+        self.origin.requests.fetch_add(1, Ordering::Relaxed);
+        let data = match self
+            .source
+            .get_range(&obj.id, obj.layout.block_range(index))
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => {
+                self.origin.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(url = %obj.id.url, block = index, error = %e, "origin read failed");
+                return Err(e);
+            }
+        };
+        self.origin
+            .bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if data.len() as u64 != len {
+            return Err(Error::ShortRead {
+                url: obj.id.url.clone(),
+                want: len,
+                got: data.len() as u64,
+            });
+        }
+        for tier in &self.tiers {
+            self.publish(tier, id, data.clone());
+        }
+        Ok(data)
+    }
+
+    /// Look a block up in one tier; every failure is absorbed into a miss.
+    async fn tier_get(&self, tier: &Tier, id: BlockId, len: u64) -> Option<Bytes> {
+        let store = tier.store.clone();
+        let call = tokio::task::spawn_blocking(move || store.get(&id, len));
+        let outcome = match tokio::time::timeout(self.config.tier_timeout, call).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(join)) => Err(Error::Tier {
+                tier: tier.store.name().into(),
+                message: format!("lookup task failed: {join}"),
+            }),
+            Err(_) => Err(Error::Tier {
+                tier: tier.store.name().into(),
+                message: format!("lookup took longer than {:?}", self.config.tier_timeout),
+            }),
+        };
+        match outcome {
+            Ok(Lookup::Hit(data)) => {
+                tier.stats.hits.fetch_add(1, Ordering::Relaxed);
+                tier.stats
+                    .bytes_read
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                Some(data)
+            }
+            Ok(Lookup::Miss) => {
+                tier.stats.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Ok(Lookup::Corrupt(reason)) => {
+                tier.stats.corrupt.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(tier = tier.store.name(), block = id.index, %reason, "corrupt cache block discarded");
+                None
+            }
+            Err(e) => {
+                tier.stats.errors.fetch_add(1, Ordering::Relaxed);
+                Self::warn_once(tier, &e);
+                None
+            }
+        }
+    }
+
+    /// Copy a block into a tier in the background, or skip it if the tier is busy.
+    fn publish(&self, tier: &Arc<Tier>, id: BlockId, data: Bytes) {
+        let Ok(slot) = tier.publish_slots.clone().try_acquire_owned() else {
+            tier.stats.publish_skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let tier = tier.clone();
+        self.background.spawn_blocking(move || {
+            let _slot = slot;
+            match tier.store.put(&id, &data) {
+                Ok(()) => tier.stats.publishes.fetch_add(1, Ordering::Relaxed),
+                Err(e) => {
+                    Self::warn_once(&tier, &e);
+                    tier.stats.publish_errors.fetch_add(1, Ordering::Relaxed)
+                }
+            };
+        });
+    }
+
+    fn warn_once(tier: &Tier, e: &Error) {
+        if !tier.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(tier = tier.store.name(), error = %e,
+                "cache tier failing; reads fall through to the next tier or the origin");
+        } else {
+            tracing::debug!(tier = tier.store.name(), error = %e, "cache tier error");
+        }
+    }
+}
+
+/// One open file: reads through the engine with its own readahead.
+pub struct FileReader {
+    engine: Arc<Engine>,
+    object: Arc<Object>,
+    readahead: std::sync::Mutex<Readahead>,
+}
+
+impl FileReader {
+    /// The object being read.
+    pub fn object(&self) -> &Arc<Object> {
+        &self.object
+    }
+
+    /// Read `len` bytes at `offset`, prefetching ahead when the reads are sequential.
+    pub async fn read(&self, offset: u64, len: u64) -> Result<Bytes> {
+        let prefetch = self
+            .readahead
+            .lock()
+            .map(|mut ra| ra.on_read(offset, len, &self.object.layout))
+            .unwrap_or(0..0);
+        for index in prefetch {
+            let need = self.object.layout.block_len(index).div_ceil(1024) as usize;
+            // Readahead only uses budget that is free: it never makes a demand read wait.
+            if self.engine.inflight_free_kib() < need {
+                break;
+            }
+            let engine = self.engine.clone();
+            let object = self.object.clone();
+            tokio::spawn(async move {
+                let _ = engine.block(&object, index).await;
+            });
+        }
+        self.engine.read(&self.object, offset, len).await
+    }
+}

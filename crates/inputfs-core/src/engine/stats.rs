@@ -1,0 +1,58 @@
+//! Counters of the read path, kept as plain atomics so the engine has no opinion on
+//! how they are exported (the binary turns them into Prometheus metrics).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Origin-side counters.
+#[derive(Debug, Default)]
+pub struct OriginStats {
+    pub requests: AtomicU64,
+    pub bytes: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// A point-in-time copy of one tier's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TierSnapshot {
+    pub hits: u64,
+    pub misses: u64,
+    pub corrupt: u64,
+    pub errors: u64,
+    pub bytes_read: u64,
+    pub publishes: u64,
+    pub publish_errors: u64,
+    pub publish_skipped: u64,
+}
+
+impl TierSnapshot {
+    pub(crate) fn of(s: &crate::store::TierStats) -> Self {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        TierSnapshot {
+            hits: l(&s.hits),
+            misses: l(&s.misses),
+            corrupt: l(&s.corrupt),
+            errors: l(&s.errors),
+            bytes_read: l(&s.bytes_read),
+            publishes: l(&s.publishes),
+            publish_errors: l(&s.publish_errors),
+            publish_skipped: l(&s.publish_skipped),
+        }
+    }
+}
+
+/// A point-in-time copy of all engine counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub origin_requests: u64,
+    pub origin_bytes: u64,
+    pub origin_errors: u64,
+    /// One entry per tier, in lookup order, with the tier's name.
+    pub tiers: Vec<(String, TierSnapshot)>,
+}
+
+impl StatsSnapshot {
+    /// The snapshot of the tier with this name, if there is one.
+    pub fn tier(&self, name: &str) -> Option<TierSnapshot> {
+        self.tiers.iter().find(|(n, _)| n == name).map(|(_, s)| *s)
+    }
+}

@@ -1,0 +1,102 @@
+//! The crate's error type, and the single place where an error becomes an errno.
+//!
+//! Everything the FUSE adapter replies with goes through [`Error::errno`], so the
+//! mapping from "what went wrong" to "what the application sees" is decided once.
+
+use std::sync::Arc;
+
+/// Result alias for the core crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong on the read path.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The origin failed (network, 5xx, throttling, auth). `retryable` says whether
+    /// trying again may help.
+    #[error("origin error for {url}: {message}")]
+    Origin {
+        url: String,
+        message: String,
+        retryable: bool,
+    },
+    /// The object no longer exists at the origin.
+    #[error("{url} no longer exists at the origin")]
+    NotFound { url: String },
+    /// The object at the origin is no longer the version pinned at mount.
+    #[error("{url} changed at the origin since it was pinned (version {version})")]
+    VersionChanged { url: String, version: String },
+    /// The origin returned a different number of bytes than asked for.
+    #[error("origin returned {got} bytes for {url} where {want} were expected")]
+    ShortRead { url: String, want: u64, got: u64 },
+    /// A cache tier failed in a way the caller should know about (most tier errors
+    /// are absorbed by the engine and never surface).
+    #[error("cache tier {tier}: {message}")]
+    Tier { tier: String, message: String },
+    /// A read past the end of the object or with an invalid range.
+    #[error("invalid range {offset}+{len} for an object of {size} bytes")]
+    Range { offset: u64, len: u64, size: u64 },
+    /// An error shared by several waiters of one single-flight fetch.
+    #[error("{0}")]
+    Shared(Arc<Error>),
+}
+
+impl Error {
+    /// The errno the application sees for this error. The only mapping there is.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::Shared(inner) => inner.errno(),
+            Error::Range { .. } => libc::EINVAL,
+            // Everything else is "the data could not be read": EIO, never a wrong
+            // byte and never a hang.
+            Error::Origin { .. }
+            | Error::NotFound { .. }
+            | Error::VersionChanged { .. }
+            | Error::ShortRead { .. }
+            | Error::Tier { .. } => libc::EIO,
+        }
+    }
+
+    /// Whether trying the same request again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Shared(inner) => inner.is_retryable(),
+            Error::Origin { retryable, .. } => *retryable,
+            Error::ShortRead { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+impl From<Arc<Error>> for Error {
+    fn from(e: Arc<Error>) -> Self {
+        match Arc::try_unwrap(e) {
+            Ok(e) => e,
+            Err(shared) => Error::Shared(shared),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_mapping() {
+        let origin = Error::Origin {
+            url: "s3://b/k".into(),
+            message: "boom".into(),
+            retryable: true,
+        };
+        assert_eq!(origin.errno(), libc::EIO);
+        assert!(origin.is_retryable());
+        let shared = Error::Shared(Arc::new(origin));
+        assert_eq!(shared.errno(), libc::EIO);
+        assert!(shared.is_retryable());
+        let range = Error::Range {
+            offset: 1,
+            len: 2,
+            size: 0,
+        };
+        assert_eq!(range.errno(), libc::EINVAL);
+    }
+}

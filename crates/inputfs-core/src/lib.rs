@@ -1,0 +1,27 @@
+//! The heart of inputfs, kept free of FUSE and of any object-store client so it can
+//! be tested in-process with fakes.
+//!
+//! - [`object`]: what an input object *is* once resolved (URL, pinned version, size)
+//!   and the content identity its cache blocks are keyed by.
+//! - [`block`]: the block arithmetic every other crate shares.
+//! - [`source`] and [`store`]: the two narrow traits behind which the outside world
+//!   sits (the origin object store, and a directory of cached blocks).
+//! - [`engine`]: the read path — memory, local tier, shared tier, origin — with
+//!   single-flight, readahead and a global memory budget.
+//! - [`testing`]: in-memory fakes and fault-injecting wrappers for both traits.
+//! - [`error`]: the crate's one error type and the one place errors become errnos.
+
+pub mod block;
+pub mod engine;
+pub mod error;
+pub mod object;
+pub mod source;
+pub mod store;
+pub mod testing;
+
+pub use block::{BlockId, BlockLayout};
+pub use engine::{Engine, EngineConfig, FileReader};
+pub use error::{Error, Result};
+pub use object::{CacheKey, ObjectId, SourceKind, Version};
+pub use source::{Retrying, Source};
+pub use store::{BlockStore, TierStats};
