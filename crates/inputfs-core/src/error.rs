@@ -35,16 +35,12 @@ pub enum Error {
     /// A read past the end of the object or with an invalid range.
     #[error("invalid range {offset}+{len} for an object of {size} bytes")]
     Range { offset: u64, len: u64, size: u64 },
-    /// An error shared by several waiters of one single-flight fetch.
-    #[error("{0}")]
-    Shared(Arc<Error>),
 }
 
 impl Error {
     /// The errno the application sees for this error. The only mapping there is.
     pub fn errno(&self) -> i32 {
         match self {
-            Error::Shared(inner) => inner.errno(),
             Error::Range { .. } => libc::EINVAL,
             // Everything else is "the data could not be read": EIO, never a wrong
             // byte and never a hang.
@@ -59,7 +55,6 @@ impl Error {
     /// Whether trying the same request again may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Shared(inner) => inner.is_retryable(),
             Error::Origin { retryable, .. } => *retryable,
             Error::ShortRead { .. } => true,
             _ => false,
@@ -67,12 +62,10 @@ impl Error {
     }
 }
 
+/// Single-flight hands every waiter the same `Arc<Error>`; each gets its own copy.
 impl From<Arc<Error>> for Error {
     fn from(e: Arc<Error>) -> Self {
-        match Arc::try_unwrap(e) {
-            Ok(e) => e,
-            Err(shared) => Error::Shared(shared),
-        }
+        Arc::try_unwrap(e).unwrap_or_else(|shared| (*shared).clone())
     }
 }
 
@@ -89,9 +82,10 @@ mod tests {
         };
         assert_eq!(origin.errno(), libc::EIO);
         assert!(origin.is_retryable());
-        let shared = Error::Shared(Arc::new(origin));
-        assert_eq!(shared.errno(), libc::EIO);
-        assert!(shared.is_retryable());
+        let shared = Arc::new(origin);
+        let copy = Error::from(shared.clone());
+        assert_eq!(copy.errno(), libc::EIO);
+        assert!(copy.is_retryable());
         let range = Error::Range {
             offset: 1,
             len: 2,

@@ -85,7 +85,13 @@ pub struct ObjectId {
 impl ObjectId {
     /// The content identity of this object's blocks at the given block size.
     pub fn cache_key(&self, block_size: u64) -> CacheKey {
-        CacheKey::new(self.kind, &self.url, &self.version.token(), self.size, block_size)
+        CacheKey::new(
+            self.kind,
+            &self.url,
+            &self.version.token(),
+            self.size,
+            block_size,
+        )
     }
 }
 
@@ -158,11 +164,26 @@ mod tests {
     #[test]
     fn key_changes_with_each_field() {
         let base = CacheKey::new(SourceKind::S3, "s3://b/k", "etag:1", 10, 4096);
-        assert_ne!(base, CacheKey::new(SourceKind::Gcs, "s3://b/k", "etag:1", 10, 4096));
-        assert_ne!(base, CacheKey::new(SourceKind::S3, "s3://b/k2", "etag:1", 10, 4096));
-        assert_ne!(base, CacheKey::new(SourceKind::S3, "s3://b/k", "etag:2", 10, 4096));
-        assert_ne!(base, CacheKey::new(SourceKind::S3, "s3://b/k", "etag:1", 11, 4096));
-        assert_ne!(base, CacheKey::new(SourceKind::S3, "s3://b/k", "etag:1", 10, 8192));
+        assert_ne!(
+            base,
+            CacheKey::new(SourceKind::Gcs, "s3://b/k", "etag:1", 10, 4096)
+        );
+        assert_ne!(
+            base,
+            CacheKey::new(SourceKind::S3, "s3://b/k2", "etag:1", 10, 4096)
+        );
+        assert_ne!(
+            base,
+            CacheKey::new(SourceKind::S3, "s3://b/k", "etag:2", 10, 4096)
+        );
+        assert_ne!(
+            base,
+            CacheKey::new(SourceKind::S3, "s3://b/k", "etag:1", 11, 4096)
+        );
+        assert_ne!(
+            base,
+            CacheKey::new(SourceKind::S3, "s3://b/k", "etag:1", 10, 8192)
+        );
         // Length prefixes: moving a byte between fields changes the key.
         assert_ne!(
             CacheKey::new(SourceKind::S3, "ab", "c", 1, 1),

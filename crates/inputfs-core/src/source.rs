@@ -80,6 +80,13 @@ impl<S: Source> Source for Retrying<S> {
     }
 }
 
+#[async_trait]
+impl<T: Source + ?Sized> Source for std::sync::Arc<T> {
+    async fn get_range(&self, object: &ObjectId, range: Range<u64>) -> Result<Bytes> {
+        (**self).get_range(object, range).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,12 +140,5 @@ mod tests {
         let src = Retrying::with_defaults(faulty.clone());
         assert_eq!(&src.get_range(&obj, 0..10).await.unwrap()[..], &[3u8; 10]);
         assert_eq!(faulty.calls(), 2);
-    }
-}
-
-#[async_trait]
-impl<T: Source + ?Sized> Source for std::sync::Arc<T> {
-    async fn get_range(&self, object: &ObjectId, range: Range<u64>) -> Result<Bytes> {
-        (**self).get_range(object, range).await
     }
 }

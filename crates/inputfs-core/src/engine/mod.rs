@@ -14,6 +14,8 @@
 
 mod readahead;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -209,7 +211,9 @@ impl Engine {
     /// leaves every fetched block in the caches.
     pub async fn shutdown(&self, limit: Duration) -> bool {
         self.background.close();
-        let done = tokio::time::timeout(limit, self.background.wait()).await.is_ok();
+        let done = tokio::time::timeout(limit, self.background.wait())
+            .await
+            .is_ok();
         self.background.reopen();
         done
     }

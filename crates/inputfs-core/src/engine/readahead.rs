@@ -78,7 +78,10 @@ mod tests {
         for _ in 0..12 {
             let r = ra.on_read(off, MIB, &layout);
             windows.push(ra.window / MIB);
-            assert!(r.start >= (off + MIB).div_ceil(MIB), "never re-issues the read itself");
+            assert!(
+                r.start >= (off + MIB).div_ceil(MIB),
+                "never re-issues the read itself"
+            );
             off += MIB;
         }
         assert_eq!(&windows[..5], &[1, 2, 4, 8, 8]);

@@ -79,7 +79,11 @@ impl<S: Source> Source for FaultySource<S> {
         }
         let fault = {
             let mut p = self.pending.lock().unwrap();
-            if p.is_empty() { None } else { Some(p.remove(0)) }
+            if p.is_empty() {
+                None
+            } else {
+                Some(p.remove(0))
+            }
         };
         let url = object.url.clone();
         match fault {
@@ -155,7 +159,11 @@ impl<S> FaultyStore<S> {
     fn inject(&self, queue: &Mutex<Vec<StoreFault>>, what: &str) -> Result<()> {
         let fault = {
             let mut q = queue.lock().unwrap();
-            if q.is_empty() { None } else { Some(q.remove(0)) }
+            if q.is_empty() {
+                None
+            } else {
+                Some(q.remove(0))
+            }
         };
         match fault {
             None => Ok(()),

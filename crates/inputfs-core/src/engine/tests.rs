@@ -1,0 +1,368 @@
+//! Engine tests over the in-memory fakes: exact bytes, tier order, single-flight,
+//! readahead, the memory budget, and every tier failure degrading to the origin.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::*;
+use crate::source::Retrying;
+use crate::testing::{Fault, FaultySource, FaultyStore, MemorySource, MemoryStore, StoreFault};
+
+const KIB: u64 = 1024;
+
+fn data(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        block_size: 64 * KIB,
+        memory_budget: 2048 * KIB,
+        max_readahead: 256 * KIB,
+        tier_timeout: Duration::from_millis(500),
+        publish_slots: 64,
+    }
+}
+
+struct Rig {
+    origin: Arc<FaultySource<MemorySource>>,
+    local: Arc<FaultyStore<MemoryStore>>,
+    shared: Arc<FaultyStore<MemoryStore>>,
+    engine: Arc<Engine>,
+    object: Arc<Object>,
+    bytes: Vec<u8>,
+}
+
+fn rig(size: usize) -> Rig {
+    rig_with(size, config())
+}
+
+fn rig_with(size: usize, config: EngineConfig) -> Rig {
+    let mem = MemorySource::new();
+    let bytes = data(size);
+    let id = mem.insert("mem://bucket/obj", bytes.clone());
+    let origin = Arc::new(FaultySource::new(mem));
+    let local = Arc::new(FaultyStore::new(MemoryStore::new("local")));
+    let shared = Arc::new(FaultyStore::new(MemoryStore::new("shared")));
+    let engine = Engine::new(
+        Arc::new(Retrying::new(
+            origin.clone(),
+            3,
+            Duration::from_millis(1),
+            Duration::from_millis(4),
+        )),
+        vec![local.clone(), shared.clone()],
+        config,
+    )
+    .unwrap();
+    let object = engine.object(id);
+    Rig {
+        origin,
+        local,
+        shared,
+        engine,
+        object,
+        bytes,
+    }
+}
+
+impl Rig {
+    async fn check(&self, offset: u64, len: u64) {
+        let got = self.engine.read(&self.object, offset, len).await.unwrap();
+        let end = (offset + len).min(self.bytes.len() as u64) as usize;
+        let start = (offset as usize).min(end);
+        assert!(
+            got[..] == self.bytes[start..end],
+            "bytes differ at {offset}+{len}"
+        );
+    }
+
+    fn origin_requests(&self) -> u64 {
+        self.origin.inner().requests()
+    }
+
+    async fn settle(&self) {
+        assert!(self.engine.shutdown(Duration::from_secs(5)).await);
+    }
+}
+
+#[tokio::test]
+async fn reads_return_exact_bytes_at_odd_offsets() {
+    let r = rig(1_000_003);
+    for (off, len) in [
+        (0, 1),
+        (1, 65_535),
+        (65_535, 2),
+        (65_536 * 3 - 7, 200_000),
+        (999_999, 100),
+        (1_000_003, 10),
+        (2_000_000, 10),
+        (0, 1_000_003),
+    ] {
+        r.check(off, len).await;
+    }
+}
+
+#[tokio::test]
+async fn second_engine_over_the_same_tiers_reads_nothing_from_origin() {
+    let r = rig(500_000);
+    r.check(0, 500_000).await;
+    r.settle().await;
+    let before = r.origin_requests();
+    assert_eq!(before, 8);
+    // A new engine (a remount) over the same tiers.
+    let engine = Engine::new(
+        Arc::new(r.origin.clone()),
+        vec![r.local.clone(), r.shared.clone()],
+        config(),
+    )
+    .unwrap();
+    let obj = engine.object(r.object.id.clone());
+    let got = engine.read(&obj, 0, 500_000).await.unwrap();
+    assert!(got[..] == r.bytes[..]);
+    assert_eq!(r.origin_requests(), before);
+    assert_eq!(engine.stats().tier("local").unwrap().hits, 8);
+}
+
+#[tokio::test]
+async fn shared_hit_is_copied_to_local() {
+    let r = rig(200_000);
+    r.check(0, 200_000).await;
+    r.settle().await;
+    // Lose the local tier (a new VM), keep the shared one.
+    let local = Arc::new(MemoryStore::new("local"));
+    let engine = Engine::new(
+        Arc::new(r.origin.clone()),
+        vec![local.clone(), r.shared.clone()],
+        config(),
+    )
+    .unwrap();
+    let obj = engine.object(r.object.id.clone());
+    assert!(engine.read(&obj, 0, 200_000).await.unwrap()[..] == r.bytes[..]);
+    assert!(engine.shutdown(Duration::from_secs(5)).await);
+    assert_eq!(engine.stats().tier("shared").unwrap().hits, 4);
+    assert_eq!(local.len(), 4);
+    assert_eq!(r.origin_requests(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_readers_of_a_block_cause_one_origin_fetch() {
+    let r = rig(64 * 1024);
+    r.origin.set_delay(Duration::from_millis(50));
+    let mut tasks = vec![];
+    for i in 0..16u64 {
+        let (engine, obj) = (r.engine.clone(), r.object.clone());
+        tasks.push(tokio::spawn(async move {
+            engine.read(&obj, i * 100, 4096).await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let got = t.await.unwrap().unwrap();
+        assert!(got[..] == r.bytes[i * 100..i * 100 + 4096]);
+    }
+    assert_eq!(r.origin_requests(), 1);
+}
+
+#[tokio::test]
+async fn random_read_fetches_only_the_blocks_it_touches() {
+    let r = rig(4 * 1024 * 1024);
+    let reader = r.engine.reader(r.object.clone());
+    // Position the reader elsewhere first so the read below is not "sequential".
+    let _ = reader.read(3 * 1024 * 1024, 10).await.unwrap();
+    let before = r.origin_requests();
+    let got = reader.read(1_000_000, 100_000).await.unwrap();
+    assert!(got[..] == r.bytes[1_000_000..1_100_000]);
+    // 1_000_000..1_100_000 spans blocks 15 and 16 of 64 KiB: two fetches, no more.
+    assert_eq!(r.origin_requests() - before, 2);
+}
+
+#[tokio::test]
+async fn sequential_reader_prefetches_ahead() {
+    let r = rig(2 * 1024 * 1024);
+    let reader = r.engine.reader(r.object.clone());
+    let mut off = 0u64;
+    while off < 512 * KIB {
+        let got = reader.read(off, 32 * KIB).await.unwrap();
+        assert!(got[..] == r.bytes[off as usize..(off + 32 * KIB) as usize]);
+        off += 32 * KIB;
+    }
+    // Let spawned prefetches land.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let fetched = r.origin_requests();
+    assert!(
+        fetched > 8,
+        "expected readahead past the 8 blocks read, got {fetched}"
+    );
+    assert!(fetched <= 8 + 4, "readahead exceeded its window: {fetched}");
+}
+
+#[tokio::test]
+async fn corrupt_tier_block_is_refetched_and_counted() {
+    let r = rig(100_000);
+    r.check(0, 100_000).await;
+    r.settle().await;
+    let block = BlockId {
+        key: r.object.key,
+        index: 0,
+    };
+    r.local.inner().truncate(&block);
+    r.shared.inner().truncate(&block);
+    let engine = Engine::new(
+        Arc::new(r.origin.clone()),
+        vec![r.local.clone(), r.shared.clone()],
+        config(),
+    )
+    .unwrap();
+    let obj = engine.object(r.object.id.clone());
+    assert!(engine.read(&obj, 0, 100_000).await.unwrap()[..] == r.bytes[..]);
+    let s = engine.stats();
+    assert_eq!(s.tier("local").unwrap().corrupt, 1);
+    assert_eq!(s.tier("shared").unwrap().corrupt, 1);
+    assert_eq!(s.origin_requests, 1);
+}
+
+#[tokio::test]
+async fn tier_errors_fall_through_to_origin() {
+    for errno in [
+        libc::ENOENT,
+        libc::ESTALE,
+        libc::EBUSY,
+        libc::EEXIST,
+        libc::EACCES,
+        libc::EPERM,
+        libc::ENOSPC,
+        libc::EIO,
+    ] {
+        let r = rig(100_000);
+        r.local.fail_gets(10, StoreFault::Errno(errno));
+        r.shared.fail_gets(10, StoreFault::Errno(errno));
+        r.local.fail_puts(10, StoreFault::Errno(errno));
+        r.shared.fail_puts(10, StoreFault::Errno(errno));
+        r.check(0, 100_000).await;
+        r.settle().await;
+        let s = r.engine.stats();
+        assert_eq!(s.tier("local").unwrap().errors, 2, "errno {errno}");
+        assert_eq!(s.tier("shared").unwrap().errors, 2, "errno {errno}");
+        assert_eq!(s.tier("shared").unwrap().publish_errors, 2, "errno {errno}");
+        assert_eq!(s.origin_requests, 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_tier_is_bounded_by_the_timeout() {
+    let r = rig(64 * 1024);
+    r.shared
+        .fail_gets(1, StoreFault::Hang(Duration::from_secs(3)));
+    let start = std::time::Instant::now();
+    r.check(0, 100).await;
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(r.engine.stats().tier("shared").unwrap().errors, 1);
+}
+
+#[tokio::test]
+async fn origin_failure_fails_that_read_only() {
+    let r = rig(200_000);
+    r.origin.fail_next(3, Fault::Transient);
+    let err = r.engine.read(&r.object, 0, 10).await.unwrap_err();
+    assert_eq!(err.errno(), libc::EIO);
+    // The next read (same block) succeeds: failures are not cached.
+    r.check(0, 10).await;
+    // Transient errors fewer than the attempts are invisible.
+    r.origin.fail_next(2, Fault::Transient);
+    r.check(100_000, 10).await;
+}
+
+#[tokio::test]
+async fn version_change_is_eio() {
+    let r = rig(100_000);
+    r.origin.fail_next(1, Fault::Changed);
+    let err = r.engine.read(&r.object, 0, 10).await.unwrap_err();
+    assert!(matches!(err, Error::VersionChanged { .. }));
+    assert_eq!(err.errno(), libc::EIO);
+}
+
+/// A source that records the largest number of bytes it had in flight at once.
+struct Gauge {
+    inner: MemorySource,
+    now: AtomicU64,
+    peak: AtomicU64,
+}
+
+#[async_trait]
+impl Source for Gauge {
+    async fn get_range(&self, o: &ObjectId, r: std::ops::Range<u64>) -> Result<Bytes> {
+        let n = r.end - r.start;
+        let now = self.now.fetch_add(n, Ordering::SeqCst) + n;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let out = self.inner.get_range(o, r).await;
+        self.now.fetch_sub(n, Ordering::SeqCst);
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inflight_bytes_stay_within_the_budget() {
+    let mem = MemorySource::new();
+    let bytes = data(8 * 1024 * 1024);
+    let id = mem.insert("mem://big", bytes.clone());
+    let gauge = Arc::new(Gauge {
+        inner: mem,
+        now: AtomicU64::new(0),
+        peak: AtomicU64::new(0),
+    });
+    let cfg = EngineConfig {
+        memory_budget: 512 * KIB, // 256 KiB in flight: 4 blocks
+        ..config()
+    };
+    let engine = Engine::new(gauge.clone(), vec![], cfg).unwrap();
+    let obj = engine.object(id);
+    let mut tasks = vec![];
+    for i in 0..32u64 {
+        let (engine, obj) = (engine.clone(), obj.clone());
+        tasks.push(tokio::spawn(async move {
+            engine.read(&obj, i * 256 * KIB, 256 * KIB).await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let got = t.await.unwrap().unwrap();
+        let s = i * 256 * 1024;
+        assert!(got[..] == bytes[s..s + 256 * 1024]);
+    }
+    let peak = gauge.peak.load(Ordering::SeqCst);
+    assert!(
+        peak <= 256 * KIB,
+        "peak in flight {peak} exceeds the budget"
+    );
+    assert!(peak >= 128 * KIB, "budget not used in parallel: {peak}");
+}
+
+#[test]
+fn config_validation_names_the_problem() {
+    let bad = EngineConfig {
+        block_size: 100,
+        ..config()
+    };
+    assert!(bad.validate().unwrap_err().contains("block size"));
+    let bad = EngineConfig {
+        memory_budget: 64 * KIB,
+        ..config()
+    };
+    assert!(bad.validate().unwrap_err().contains("memory budget"));
+}
