@@ -1,0 +1,259 @@
+//! The `fuser::Filesystem` implementation: metadata from the immutable tree, reads
+//! handed to the engine on a tokio runtime and answered when they complete.
+//!
+//! The FUSE threads never wait on I/O: `read` spawns a task that owns the reply.
+//! Every operation gets one `tracing` span. Errors reach the kernel only through
+//! `inputfs_core::Error::errno`, the single errno mapping.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, LockOwner,
+    MountOption, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, Request,
+};
+use inputfs_core::{Engine, FileReader};
+use tracing::Instrument;
+
+use crate::tree::{Node, NodeKind, Tree};
+
+/// Content is pinned for the mount's life, so the kernel may cache metadata long.
+const TTL: Duration = Duration::from_secs(3600);
+const BLKSIZE: u32 = 128 * 1024;
+
+/// How to mount.
+#[derive(Debug, Clone)]
+pub struct MountOptions {
+    /// Let users other than the mounting one read (needs `user_allow_other` in
+    /// /etc/fuse.conf for non-root).
+    pub allow_other: bool,
+    /// Shown as the source in /proc/mounts.
+    pub fsname: String,
+    /// FUSE request threads. Reads are answered asynchronously, so few are needed.
+    pub threads: usize,
+}
+
+/// The mounted filesystem.
+pub struct InputFs {
+    tree: Arc<Tree>,
+    engine: Arc<Engine>,
+    runtime: tokio::runtime::Handle,
+    readers: Mutex<HashMap<u64, Arc<FileReader>>>,
+    next_fh: AtomicU64,
+    uid: u32,
+    gid: u32,
+}
+
+impl InputFs {
+    /// Serve `tree` through `engine`; reads run on `runtime`.
+    pub fn new(tree: Tree, engine: Arc<Engine>, runtime: tokio::runtime::Handle) -> Self {
+        // SAFETY: getuid/getgid have no preconditions and cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        InputFs {
+            tree: Arc::new(tree),
+            engine,
+            runtime,
+            readers: Mutex::default(),
+            next_fh: AtomicU64::new(1),
+            uid,
+            gid,
+        }
+    }
+
+    fn attr(&self, ino: u64, node: &Node) -> FileAttr {
+        let (kind, size, perm, nlink) = match &node.kind {
+            NodeKind::Dir { .. } => (FileType::Directory, 0, 0o555, 2),
+            NodeKind::File { object } => (FileType::RegularFile, object.id.size, 0o444, 1),
+        };
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: node.mtime,
+            mtime: node.mtime,
+            ctime: node.mtime,
+            crtime: node.mtime,
+            kind,
+            perm,
+            nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: BLKSIZE,
+            flags: 0,
+        }
+    }
+
+    fn reader(&self, fh: u64) -> Option<Arc<FileReader>> {
+        self.readers.lock().ok()?.get(&fh).cloned()
+    }
+}
+
+impl fuser::Filesystem for InputFs {
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _span = tracing::debug_span!("lookup", parent = parent.0, ?name).entered();
+        match self.tree.child(parent.0, name) {
+            Some(ino) => {
+                let node = self.tree.get(ino).expect("child inodes exist");
+                reply.entry(&TTL, &self.attr(ino, node), Generation(0));
+            }
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _span = tracing::debug_span!("getattr", ino = ino.0).entered();
+        match self.tree.get(ino.0) {
+            Some(node) => reply.attr(&TTL, &self.attr(ino.0, node)),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _span = tracing::debug_span!("open", ino = ino.0).entered();
+        if flags.acc_mode() != OpenAccMode::O_RDONLY {
+            return reply.error(Errno::from_i32(libc::EROFS));
+        }
+        let object = match self.tree.get(ino.0).map(|n| &n.kind) {
+            Some(NodeKind::File { object }) => object.clone(),
+            Some(NodeKind::Dir { .. }) => return reply.error(Errno::from_i32(libc::EISDIR)),
+            None => return reply.error(Errno::ENOENT),
+        };
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let reader = Arc::new(self.engine.reader(object));
+        if let Ok(mut readers) = self.readers.lock() {
+            readers.insert(fh, reader);
+        }
+        // Pinned content never changes under the kernel: keep its page cache.
+        reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let span = tracing::debug_span!("read", ino = ino.0, offset, size);
+        let Some(reader) = self.reader(fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        self.runtime.spawn(
+            async move {
+                match reader.read(offset, u64::from(size)).await {
+                    Ok(data) => reply.data(&data),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "read failed");
+                        reply.error(Errno::from_i32(e.errno()));
+                    }
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let _span = tracing::debug_span!("release", fh = fh.0).entered();
+        if let Ok(mut readers) = self.readers.lock() {
+            readers.remove(&fh.0);
+        }
+        reply.ok();
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let _span = tracing::debug_span!("readdir", ino = ino.0, offset).entered();
+        let Some(node) = self.tree.get(ino.0) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let NodeKind::Dir { children } = &node.kind else {
+            return reply.error(Errno::from_i32(libc::ENOTDIR));
+        };
+        let dots = [
+            (ino.0, FileType::Directory, OsStr::new(".")),
+            (node.parent, FileType::Directory, OsStr::new("..")),
+        ];
+        let entries = dots
+            .into_iter()
+            .chain(children.iter().map(|(name, &child)| {
+                let kind = match self.tree.get(child).map(|n| &n.kind) {
+                    Some(NodeKind::Dir { .. }) => FileType::Directory,
+                    _ => FileType::RegularFile,
+                };
+                (child, kind, name.as_os_str())
+            }));
+        for (i, (child, kind, name)) in entries.enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(child), i as u64 + 1, kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let _span = tracing::debug_span!("access", ino = ino.0).entered();
+        if self.tree.get(ino.0).is_none() {
+            reply.error(Errno::ENOENT);
+        } else if mask.contains(AccessFlags::W_OK) {
+            reply.error(Errno::from_i32(libc::EROFS));
+        } else {
+            reply.ok();
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let _span = tracing::debug_span!("statfs").entered();
+        let blocks = self.tree.total_bytes().div_ceil(u64::from(BLKSIZE));
+        let files = self.tree.len() as u64;
+        reply.statfs(blocks, 0, 0, files, 0, BLKSIZE, 255, BLKSIZE);
+    }
+}
+
+/// Mount `fs` read-only at `mountpoint` and serve it from background threads.
+/// Dropping the returned session unmounts.
+pub fn mount(
+    fs: InputFs,
+    mountpoint: &Path,
+    options: &MountOptions,
+) -> io::Result<fuser::BackgroundSession> {
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        MountOption::RO,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+        MountOption::FSName(options.fsname.clone()),
+        MountOption::Subtype("inputfs".into()),
+        MountOption::DefaultPermissions,
+    ];
+    if options.allow_other {
+        config.acl = fuser::SessionACL::All;
+    }
+    config.n_threads = Some(options.threads.max(1));
+    fuser::spawn_mount(fs, mountpoint, &config)
+}

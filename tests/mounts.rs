@@ -1,0 +1,162 @@
+//! Running the real `inputfs` binary against a real FUSE mount, with cleanup that
+//! holds even when a test panics: the guard unmounts and reaps the process it
+//! started (by PID, nothing else) in `Drop`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `inputfs` binary built by `cargo build` for this profile.
+pub fn inputfs_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("INPUTFS_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test-binary> -> target/<profile>/inputfs
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("inputfs"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Whether `path` is a mount point right now (per /proc/self/mountinfo).
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|mp| mp == want)
+}
+
+/// Unmount `path` if mounted, lazily if it is busy.
+pub fn unmount(path: &Path) {
+    if !is_mounted(path) {
+        return;
+    }
+    let ok = Command::new("fusermount3")
+        .arg("-u")
+        .arg(path)
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        let _ = Command::new("fusermount3")
+            .args(["-u", "-z"])
+            .arg(path)
+            .status();
+    }
+}
+
+/// A foreground `inputfs mount` process and its mount point.
+pub struct Mount {
+    pub mountpoint: PathBuf,
+    child: Option<Child>,
+    stderr_path: PathBuf,
+}
+
+impl Mount {
+    /// Run `inputfs mount MOUNTPOINT --foreground ARGS...` and wait until the tree
+    /// is mounted. Err carries the process's stderr if it exited instead.
+    pub fn start(
+        mountpoint: &Path,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Result<Mount, String> {
+        std::fs::create_dir_all(mountpoint).map_err(|e| e.to_string())?;
+        let mountpoint = mountpoint.canonicalize().map_err(|e| e.to_string())?;
+        let stderr_path = mountpoint.with_extension("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
+        let child = Command::new(inputfs_bin())
+            .arg("mount")
+            .arg(&mountpoint)
+            .arg("--foreground")
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("INPUTFS_LOG", "warn,inputfs_core=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("cannot start inputfs: {e}"))?;
+        let mut mount = Mount {
+            mountpoint,
+            child: Some(child),
+            stderr_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !is_mounted(&mount.mountpoint) {
+            if let Some(status) = mount.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                mount.child = None;
+                return Err(format!("inputfs exited ({status}): {}", mount.stderr()));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not mounted after 60 s: {}", mount.stderr()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(mount)
+    }
+
+    /// What the process wrote to stderr so far (its log).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Path of a file inside the mount.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mountpoint.join(rel)
+    }
+
+    /// Unmount and wait for the process to exit cleanly (it drains cache publishes
+    /// first). Returns its stderr.
+    pub fn stop(mut self) -> String {
+        self.shutdown();
+        self.stderr()
+    }
+
+    fn shutdown(&mut self) {
+        unmount(&self.mountpoint);
+        if let Some(mut child) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(40);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Run `inputfs ARGS...` to completion (for commands expected to fail fast).
+pub fn run_inputfs(args: &[String], env: &[(String, String)]) -> Output {
+    Command::new(inputfs_bin())
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run inputfs")
+}
