@@ -1,1 +1,27 @@
-//! placeholder
+//! A [`BlockStore`](inputfs_core::BlockStore) over a plain directory: the on-disk
+//! block cache of inputfs.
+//!
+//! The local tier (the worker's disk) and the shared tier (an NFS/SMB directory
+//! every worker mounts at once) are the same code, because the shared case is
+//! the hard one and the local case is the shared case with one writer. Everything
+//! that keeps concurrent workers correct is done with file operations network
+//! filesystems honour: uniquely named temp files, publish by hard link (or rename
+//! where links are unsupported), and a self-checking header on every block so a
+//! torn, truncated or foreign file is detected, moved aside and fetched again.
+//!
+//! - [`format`](mod@format): the block file format as pure functions (no I/O).
+//! - [`DirStore`] (in `dir`): paths, `open`, and the read side of the store.
+//! - `publish`: temp file + link/rename, the write side.
+//! - [`StoreError`]: the crate's one error type.
+//!
+//! The layout is a format other workers and future versions read; it is
+//! documented in `docs/FORMAT.md` at the workspace root.
+
+mod dir;
+mod error;
+pub mod format;
+mod fsutil;
+mod publish;
+
+pub use dir::{DirStore, ROOT_NAME};
+pub use error::StoreError;

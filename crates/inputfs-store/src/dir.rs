@@ -1,0 +1,225 @@
+//! [`DirStore`]: the block cache in one directory, and its read side.
+//!
+//! A read must be one `open` and one `read` on the happy path — on NFS every
+//! extra `stat` is a round trip — and must never hand out bytes that are not
+//! exactly the block asked for, whatever another worker, a crash or a torn write
+//! left in the file. So `get` opens without a prior `stat`, reads the file into
+//! one buffer (one byte more than a valid block could be, to see over-long
+//! files), checks it with [`format::check_block`], and slices the data out of that
+//! buffer without a copy. A bad file is moved aside and reported as corrupt;
+//! cleanup failures are ignored, since the origin can always serve the block.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use bytes::Bytes;
+use inputfs_core::store::Lookup;
+use inputfs_core::{BlockId, BlockStore, CacheKey};
+
+use crate::error::{StoreError, errno};
+use crate::format::{self, HEADER_LEN};
+use crate::fsutil::{self, ensure_dir};
+
+/// The directory under the configured cache directory that holds everything.
+/// A format change that old readers must not see gets a new name.
+pub const ROOT_NAME: &str = "inputfs-v1";
+
+/// A directory of cached blocks (see `docs/FORMAT.md` for the layout).
+#[derive(Debug)]
+pub struct DirStore {
+    name: String,
+    root: PathBuf,
+    objects: PathBuf,
+    pub(crate) tmp: PathBuf,
+    corrupt: PathBuf,
+    /// Set once a hard link failed in a way that means "not supported here", so
+    /// later publishes go straight to `rename`.
+    pub(crate) no_links: AtomicBool,
+}
+
+impl DirStore {
+    /// Open the store in `dir`, creating `dir/inputfs-v1` and its subdirectories
+    /// if missing. Nothing is ever wiped. `dir` itself must exist: a missing
+    /// shared-cache directory usually means a mount is missing, and creating it
+    /// would put the "shared" cache on the local disk. `name` ("local",
+    /// "shared") is what logs and tier errors call this store.
+    pub fn open(dir: &Path, name: &str) -> Result<DirStore, StoreError> {
+        match fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(StoreError::NotADirectory {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(StoreError::io("open cache directory", dir, e)),
+        }
+        let root = dir.join(ROOT_NAME);
+        let store = DirStore {
+            name: name.to_string(),
+            objects: root.join("objects"),
+            tmp: root.join("tmp"),
+            corrupt: root.join("corrupt"),
+            root,
+            no_links: AtomicBool::new(false),
+        };
+        ensure_dir(&store.root, dir)?;
+        for sub in [&store.objects, &store.tmp, &store.corrupt] {
+            ensure_dir(sub, dir)?;
+        }
+        tracing::debug!(tier = name, root = %store.root.display(), "opened block store");
+        Ok(store)
+    }
+
+    /// `dir/inputfs-v1`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where block `id` lives:
+    /// `objects/<2 hex>/<64 hex key>/<index as 16 hex>.blk` under [`root`](Self::root).
+    pub fn block_path(&self, id: &BlockId) -> PathBuf {
+        let mut p = self.object_dir(&id.key);
+        p.push(format!("{:016x}.blk", id.index));
+        p
+    }
+
+    /// The directory holding every block of one object version (the unit of
+    /// eviction).
+    pub fn object_dir(&self, key: &CacheKey) -> PathBuf {
+        let hex = key.to_hex();
+        self.objects.join(&hex[..2]).join(hex)
+    }
+
+    /// The directory blocks are published from (`root/tmp`).
+    pub fn tmp_dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Where blocks that failed a check are moved (`root/corrupt`).
+    pub fn corrupt_dir(&self) -> &Path {
+        &self.corrupt
+    }
+
+    /// Publish by `rename` only, never trying `link` first. This is what the
+    /// store switches to by itself the first time `link` fails as unsupported
+    /// (SMB); calling it up front is for tests and for filesystems whose links
+    /// misbehave.
+    pub fn publish_by_rename(&self) {
+        self.no_links
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The fan-out tree of object directories (`root/objects`).
+    pub fn objects_dir(&self) -> &Path {
+        &self.objects
+    }
+
+    fn read_block(&self, id: &BlockId, expected_len: u64) -> Result<Lookup, StoreError> {
+        let path = self.block_path(id);
+        // O_NONBLOCK: a FIFO someone left at a block's path must not hang the
+        // read; it has no effect on regular files.
+        let mut file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound || errno(&e) == libc::ENOTDIR => {
+                return Ok(Lookup::Miss);
+            }
+            Err(e) if errno(&e) == libc::EISDIR => return Ok(self.remove_dir(&path)),
+            Err(e) => return Err(StoreError::io("open", &path, e)),
+        };
+        let cap = usize::try_from(expected_len)
+            .ok()
+            .and_then(|n| n.checked_add(HEADER_LEN + 1))
+            .ok_or_else(|| {
+                StoreError::io("read", &path, io::Error::other("expected length too large"))
+            })?;
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(cap)
+            .map_err(|e| StoreError::io("read", &path, io::Error::other(e)))?;
+        // Zeroing is one cheap pass; it buys a plain safe `read` straight into the
+        // buffer the `Bytes` will share, so the data is never copied again.
+        buf.resize(cap, 0);
+        let mut filled = 0;
+        while filled < cap {
+            match file.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_dir_error(&e, &file) => return Ok(self.remove_dir(&path)),
+                Err(e) => return Err(StoreError::io("read", &path, e)),
+            }
+        }
+        buf.truncate(filled);
+        match format::check_block(&buf, id, expected_len) {
+            Ok(range) => Ok(Lookup::Hit(Bytes::from(buf).slice(range))),
+            Err(defect) => {
+                let reason = format!("{}: {defect}", path.display());
+                self.move_aside(&path, &file);
+                tracing::warn!(tier = %self.name, %reason, "corrupt block moved aside");
+                Ok(Lookup::Corrupt(reason))
+            }
+        }
+    }
+
+    /// Move a bad block file into `corrupt/` (for a post-mortem), or delete it if
+    /// that fails. Both may fail (read-only mount, another worker got there
+    /// first); either way the caller's read goes on to the next tier.
+    fn move_aside(&self, path: &Path, opened: &File) {
+        if !fsutil::still_names(path, opened) {
+            return; // Already moved or replaced by another worker.
+        }
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let key = path
+            .parent()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let aside = self
+            .corrupt
+            .join(format!("{key}.{file_name}.{}", fsutil::unique_stem()));
+        if fs::rename(path, &aside).is_err() {
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    /// A directory sits where a block file should be: remove it, best effort.
+    fn remove_dir(&self, path: &Path) -> Lookup {
+        let _ = fs::remove_dir_all(path);
+        let reason = format!(
+            "{}: a directory where a block file should be",
+            path.display()
+        );
+        tracing::warn!(tier = %self.name, %reason, "removed directory in place of a block");
+        Lookup::Corrupt(reason)
+    }
+}
+
+/// Whether a read error means the "file" is a directory.
+fn is_dir_error(e: &io::Error, file: &File) -> bool {
+    errno(e) == libc::EISDIR || file.metadata().is_ok_and(|m| m.is_dir())
+}
+
+impl BlockStore for DirStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn get(&self, block: &BlockId, expected_len: u64) -> inputfs_core::Result<Lookup> {
+        self.read_block(block, expected_len)
+            .map_err(|e| e.into_tier(&self.name))
+    }
+
+    fn put(&self, block: &BlockId, data: &[u8]) -> inputfs_core::Result<()> {
+        self.publish(block, data)
+            .map_err(|e| e.into_tier(&self.name))
+    }
+}
