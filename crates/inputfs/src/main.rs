@@ -1,1 +1,34 @@
-fn main() {}
+//! `inputfs`: the command line.
+//!
+//! The binary is the only place that knows about processes, flags, environment
+//! variables and logging; the library crates below it know none of that. Errors are
+//! `anyhow` here and become exactly one line on stderr with a non-zero exit.
+
+mod cli;
+mod daemon;
+mod inputs;
+mod logging;
+mod mount;
+mod stack;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Mount(args) => mount::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("inputfs: error: {}", one_line(&e));
+        std::process::exit(1);
+    }
+}
+
+/// An error and its causes on one line, most specific last.
+pub fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ")
+}

@@ -1,0 +1,152 @@
+//! Turning `--input NAME=URL` flags and the `--inputs` JSON manifest into one
+//! validated list of inputs, with errors that name the flag, file and field.
+//!
+//! Manifest schema (also in the README):
+//! ```json
+//! { "inputs": [ { "name": "train", "url": "s3://bucket/train/" } ] }
+//! ```
+//! Unknown fields are errors, so a typo is caught instead of ignored.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use inputfs_source::InputSpec;
+use serde::Deserialize;
+
+use crate::cli::InputArgs;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    inputs: Vec<ManifestInput>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestInput {
+    name: String,
+    url: String,
+}
+
+/// All inputs from flags and manifest, names checked and unique.
+pub fn collect(args: &InputArgs) -> Result<Vec<InputSpec>> {
+    let mut specs = Vec::new();
+    for flag in &args.input {
+        let Some((name, url)) = flag.split_once('=') else {
+            bail!("--input {flag:?}: expected NAME=URL");
+        };
+        specs.push(spec(name, url).with_context(|| format!("--input {flag:?}"))?);
+    }
+    if let Some(path) = &args.inputs_file {
+        specs.extend(read_manifest(path)?);
+    }
+    if specs.is_empty() {
+        bail!("no inputs: give --input NAME=URL or --inputs FILE");
+    }
+    let mut seen = HashSet::new();
+    for s in &specs {
+        if !seen.insert(s.name.as_str()) {
+            bail!("two inputs are named {:?}", s.name);
+        }
+    }
+    Ok(specs)
+}
+
+fn read_manifest(path: &Path) -> Result<Vec<InputSpec>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--inputs {}: cannot read", path.display()))?;
+    let manifest: Manifest = serde_json::from_str(&text)
+        .with_context(|| format!("--inputs {}: not a valid manifest", path.display()))?;
+    manifest
+        .inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            spec(&m.name, &m.url)
+                .with_context(|| format!("--inputs {}: inputs[{i}]", path.display()))
+        })
+        .collect()
+}
+
+fn spec(name: &str, url: &str) -> Result<InputSpec> {
+    if let Err(why) = inputfs_fuse::check_component(name) {
+        bail!("input name {name:?} is invalid: {why}");
+    }
+    if url.is_empty() {
+        bail!("input {name}: empty URL");
+    }
+    Ok(InputSpec {
+        name: name.to_string(),
+        url: url.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn args(input: &[&str], file: Option<&Path>) -> InputArgs {
+        InputArgs {
+            input: input.iter().map(|s| s.to_string()).collect(),
+            inputs_file: file.map(Path::to_path_buf),
+        }
+    }
+
+    fn err(a: &InputArgs) -> String {
+        format!("{:#}", collect(a).unwrap_err())
+    }
+
+    #[test]
+    fn flags_and_manifest_combine() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        write!(f, r#"{{"inputs":[{{"name":"b","url":"s3://x/y"}}]}}"#).unwrap();
+        let specs = collect(&args(&["a=file:///tmp/a"], Some(f.path()))).unwrap();
+        let names: Vec<_> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(specs[1].url, "s3://x/y");
+    }
+
+    #[test]
+    fn errors_name_the_culprit() {
+        assert!(
+            err(&args(&["noequals"], None)).contains("--input \"noequals\": expected NAME=URL")
+        );
+        assert!(err(&args(&["a/b=s3://x/y"], None)).contains("input name \"a/b\" is invalid"));
+        assert!(err(&args(&["..=s3://x/y"], None)).contains("invalid"));
+        assert!(err(&args(&["=s3://x/y"], None)).contains("empty name"));
+        assert!(
+            err(&args(&["a=s3://x/y", "a=s3://x/z"], None)).contains("two inputs are named \"a\"")
+        );
+        assert!(err(&args(&[], None)).contains("no inputs"));
+        let missing = Path::new("/nonexistent/manifest.json");
+        assert!(
+            err(&args(&[], Some(missing)))
+                .contains("--inputs /nonexistent/manifest.json: cannot read")
+        );
+    }
+
+    #[test]
+    fn manifest_errors_name_file_and_field() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        write!(
+            f,
+            r#"{{"inputs":[{{"name":"a","url":"s3://x/y","extra":1}}]}}"#
+        )
+        .unwrap();
+        let e = err(&args(&[], Some(f.path())));
+        assert!(
+            e.contains("not a valid manifest") && e.contains("unknown field `extra`"),
+            "{e}"
+        );
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        write!(
+            f,
+            r#"{{"inputs":[{{"name":"ok","url":"s3://x/y"}},{{"name":"","url":"s3://x"}}]}}"#
+        )
+        .unwrap();
+        let e = err(&args(&[], Some(f.path())));
+        assert!(e.contains("inputs[1]") && e.contains("empty name"), "{e}");
+    }
+}

@@ -1,0 +1,152 @@
+//! `inputfs mount`: check the mount point, resolve every input, open the caches,
+//! mount, report ready, and serve until unmounted or signalled.
+//!
+//! Everything that can fail because of what the user asked for happens before the
+//! kernel mount, so a bad URL or flag leaves nothing mounted behind.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use inputfs_core::Engine;
+use inputfs_fuse::{InputFs, MountOptions, Tree, TreeFile};
+use inputfs_source::Origin;
+
+use crate::cli::MountArgs;
+use crate::daemon::{self, Ready};
+use crate::{inputs, logging, stack};
+
+/// How long an unmount waits for background cache publishes to finish.
+const DRAIN: Duration = Duration::from_secs(30);
+
+pub fn run(args: MountArgs) -> Result<()> {
+    check_mountpoint(&args.mountpoint)?;
+    if !args.foreground && !daemon::is_child() {
+        let log = args.log_file.clone().unwrap_or_else(|| {
+            stack::cache_home()
+                .join("logs")
+                .join(format!("inputfs-{}.log", std::process::id()))
+        });
+        return daemon::spawn_and_wait(&log);
+    }
+    let ready = Ready::take();
+    logging::init(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("inputfs-io")
+        .build()
+        .context("cannot start the async runtime")?;
+    let (session, engine) = match start(&args, &runtime) {
+        Ok(started) => started,
+        Err(e) => {
+            if let Some(ready) = ready {
+                ready.fail(&crate::one_line(&e));
+            }
+            return Err(e);
+        }
+    };
+    if let Some(ready) = ready {
+        ready.ok();
+    }
+    serve(session, &runtime);
+    if !runtime.block_on(engine.shutdown(DRAIN)) {
+        tracing::warn!("unmounted before every cache publish finished");
+    }
+    tracing::info!("unmounted {}", args.mountpoint.display());
+    Ok(())
+}
+
+/// Resolve, assemble and mount. Nothing is mounted if this fails.
+fn start(
+    args: &MountArgs,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(fuser::BackgroundSession, Arc<Engine>)> {
+    let mountpoint = check_mountpoint(&args.mountpoint)?;
+    let specs = inputs::collect(&args.inputs)?;
+    let origin = Origin::new();
+    let resolved = runtime.block_on(origin.resolve(&specs))?;
+    let engine = stack::engine(&args.cache, origin)?;
+    let tree = Tree::build(
+        resolved
+            .into_iter()
+            .map(|input| {
+                let files = input
+                    .files
+                    .into_iter()
+                    .map(|f| TreeFile {
+                        path: f.path,
+                        object: engine.object(f.object),
+                    })
+                    .collect();
+                (input.name, files)
+            })
+            .collect(),
+    )?;
+    let (files, bytes) = (tree.len(), tree.total_bytes());
+    let fs = InputFs::new(tree, engine.clone(), runtime.handle().clone());
+    let options = MountOptions {
+        allow_other: args.allow_other,
+        fsname: "inputfs".into(),
+        threads: 2,
+    };
+    let session = inputfs_fuse::mount(fs, &mountpoint, &options).with_context(|| {
+        format!(
+            "cannot mount at {} (is /dev/fuse usable and fusermount3 installed? scripts/setup installs it)",
+            mountpoint.display()
+        )
+    })?;
+    tracing::info!(
+        mountpoint = %mountpoint.display(), inodes = files, bytes,
+        "mounted {} inputs", specs.len()
+    );
+    Ok((session, engine))
+}
+
+/// Serve until the mount is unmounted from outside, or a signal asks us to stop.
+fn serve(session: fuser::BackgroundSession, runtime: &tokio::runtime::Runtime) {
+    let signalled = runtime.block_on(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return true,
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => return true,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if session.guard.is_finished() { return false; }
+                }
+            }
+        }
+    });
+    let result = if signalled {
+        tracing::info!("signal received, unmounting");
+        session.umount_and_join()
+    } else {
+        session.join()
+    };
+    if let Err(e) = result {
+        tracing::warn!("FUSE session ended with an error: {e}");
+    }
+}
+
+/// The mount point must be an existing, empty directory.
+fn check_mountpoint(path: &Path) -> Result<PathBuf> {
+    let shown = path.display();
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("mount point {shown} does not exist")
+        }
+        Err(e) => bail!("mount point {shown}: {e}"),
+    };
+    if !meta.is_dir() {
+        bail!("mount point {shown} is not a directory");
+    }
+    let mut entries =
+        std::fs::read_dir(path).with_context(|| format!("mount point {shown}: cannot list"))?;
+    if entries.next().is_some() {
+        bail!("mount point {shown} is not empty");
+    }
+    path.canonicalize()
+        .with_context(|| format!("mount point {shown}"))
+}
