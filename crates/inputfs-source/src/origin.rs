@@ -1,0 +1,373 @@
+//! [`Origin`]: the real [`Source`] — ranged reads over `object_store`, pinned to the
+//! version resolved at mount — and the one place `object_store` errors are sorted
+//! into what the engine and the user need to know (gone, changed, denied,
+//! unreachable, worth retrying or not).
+//!
+//! Pinning is belt and braces: the request carries `If-Match` (the ETag) and the
+//! store's version id where there is one, *and* the response's ETag and size are
+//! checked against the pinned ones before its body is read, so a server that
+//! ignores `If-Match` still cannot hand out bytes of another version.
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::ops::Range;
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use inputfs_core::{Error, ObjectId, Source};
+use object_store::aws::AmazonS3ConfigKey;
+use object_store::azure::AzureConfigKey;
+use object_store::client::{HttpError, HttpErrorKind};
+use object_store::gcp::GoogleConfigKey;
+use object_store::path::Path;
+use object_store::{ClientConfigKey, GetOptions, GetRange};
+
+use crate::error::{SourceError, redact};
+use crate::stores::{SharedHttp, StoreEntry, StoreOptions, build_store};
+use crate::url::{ParsedUrl, StoreLocation, Target, parse_url};
+
+/// Resolves input URLs and serves ranged reads of what it resolved. Cheap to
+/// clone: clones share their store clients and their table of resolved objects.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    options: StoreOptions,
+    stores: Mutex<HashMap<StoreLocation, StoreEntry>>,
+    shared_http: Arc<SharedHttp>,
+    /// Canonical URL -> where to fetch it (the fetch side may hold a signed query).
+    objects: RwLock<HashMap<String, Pinned>>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Pinned {
+    pub entry: StoreEntry,
+    pub path: Path,
+}
+
+/// Configures an [`Origin`]: the cloud environment by default, plus options that
+/// win over it (so tests and tools need not change the process environment).
+#[derive(Debug, Default)]
+pub struct OriginBuilder {
+    options: StoreOptions,
+}
+
+impl OriginBuilder {
+    /// Ignore `AWS_*`, `GOOGLE_*` and `AZURE_*` variables: only explicit options count.
+    pub fn without_env(mut self) -> Self {
+        self.options.use_env = false;
+        self
+    }
+    /// An `s3://` client option (endpoint, keys, region, ...).
+    pub fn s3_option(mut self, key: AmazonS3ConfigKey, value: impl Into<String>) -> Self {
+        self.options.s3.push((key, value.into()));
+        self
+    }
+    /// A `gs://` client option.
+    pub fn gcs_option(mut self, key: GoogleConfigKey, value: impl Into<String>) -> Self {
+        self.options.gcs.push((key, value.into()));
+        self
+    }
+    /// An Azure client option.
+    pub fn azure_option(mut self, key: AzureConfigKey, value: impl Into<String>) -> Self {
+        self.options.azure.push((key, value.into()));
+        self
+    }
+    /// An HTTP client option (timeouts, proxy, certificates) for every store.
+    pub fn client_option(mut self, key: ClientConfigKey, value: impl Into<String>) -> Self {
+        self.options.client.push((key, value.into()));
+        self
+    }
+    pub fn build(self) -> Origin {
+        Origin {
+            inner: Arc::new(Inner {
+                options: self.options,
+                ..Inner::default()
+            }),
+        }
+    }
+}
+
+impl Origin {
+    /// An origin configured from the environment only.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn builder() -> OriginBuilder {
+        OriginBuilder::default()
+    }
+
+    /// The client for a URL's store, built on first use.
+    pub(crate) fn store_for(&self, parsed: &ParsedUrl) -> Result<StoreEntry, SourceError> {
+        let mut stores = self.inner.stores.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = stores.get(&parsed.store) {
+            return Ok(entry.clone());
+        }
+        let entry = build_store(&parsed.store, &self.inner.options, &self.inner.shared_http)
+            .map_err(|message| SourceError::Config {
+                input: String::new(),
+                url: parsed.canonical.clone(),
+                message: redact(&message),
+            })?;
+        stores.insert(parsed.store.clone(), entry.clone());
+        Ok(entry)
+    }
+
+    /// Remember where a resolved object is fetched from.
+    pub(crate) fn register(&self, url: String, pinned: Pinned) {
+        let mut objects = self
+            .inner
+            .objects
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        objects.insert(url, pinned);
+    }
+
+    /// Where to fetch `object`: what `resolve` registered, else its URL parsed
+    /// afresh (an object pinned by an earlier run, e.g. from a lock file).
+    fn pinned(&self, object: &ObjectId) -> Result<Pinned, Error> {
+        let objects = self.inner.objects.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = objects.get(&object.url) {
+            return Ok(p.clone());
+        }
+        drop(objects);
+        let fail = |message: String| Error::Origin {
+            url: object.url.clone(),
+            message,
+            retryable: false,
+        };
+        let parsed = parse_url(&object.url).map_err(|e| fail(e.to_string()))?;
+        let Target::Object { key } = &parsed.target else {
+            return Err(fail("not the URL of a single object".into()));
+        };
+        let entry = self.store_for(&parsed).map_err(|e| fail(e.to_string()))?;
+        let path = Path::parse(key).map_err(|e| fail(e.to_string()))?;
+        let pinned = Pinned { entry, path };
+        self.register(object.url.clone(), pinned.clone());
+        Ok(pinned)
+    }
+}
+
+#[async_trait]
+impl Source for Origin {
+    async fn get_range(&self, object: &ObjectId, range: Range<u64>) -> inputfs_core::Result<Bytes> {
+        if range.start > range.end || range.end > object.size {
+            return Err(Error::Range {
+                offset: range.start,
+                len: range.end.saturating_sub(range.start),
+                size: object.size,
+            });
+        }
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let pinned = self.pinned(object)?;
+        let etag = object.version.etag.clone();
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(range.clone())),
+            // A weak ETag never matches `If-Match` (strong comparison): rely on the
+            // response check below for those.
+            if_match: etag.clone().filter(|e| !e.starts_with("W/")),
+            version: object.version.version_id.clone(),
+            ..GetOptions::default()
+        };
+        let changed = || Error::VersionChanged {
+            url: object.url.clone(),
+            version: object.version.token(),
+        };
+        let result = pinned
+            .entry
+            .store
+            .get_opts(&pinned.path, options)
+            .await
+            .map_err(|e| to_core(&e, object))?;
+        let meta = &result.meta;
+        let etag_differs = matches!((&etag, &meta.e_tag), (Some(want), Some(got)) if want != got);
+        let mtime_differs = etag.is_none()
+            && meta.last_modified.timestamp() != 0
+            && object
+                .version
+                .modified_unix
+                .is_some_and(|m| m != meta.last_modified.timestamp());
+        if etag_differs || mtime_differs || meta.size != object.size {
+            return Err(changed());
+        }
+        let bytes = result.bytes().await.map_err(|e| to_core(&e, object))?;
+        Ok(bytes)
+    }
+}
+
+/// What an `object_store` error means for us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    NotFound,
+    /// Precondition failed: the object is no longer the pinned version.
+    Changed,
+    /// 401/403.
+    Denied,
+    /// Could not connect at all.
+    Unreachable,
+    /// Timeouts, dropped connections, 5xx, 429: may work if tried again.
+    Transient,
+    Permanent,
+}
+
+/// Sort an `object_store` error. `object_store` keeps the HTTP status of a failed
+/// request in a private type, so it is found in the variant where the crate maps
+/// one, else by the transport error kind or the status text in the source chain.
+pub(crate) fn classify(e: &object_store::Error) -> Class {
+    use object_store::Error as E;
+    match e {
+        E::NotFound { .. } => Class::NotFound,
+        E::Precondition { .. } => Class::Changed,
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => Class::Denied,
+        E::JoinError { .. } => Class::Transient,
+        _ => classify_chain(e),
+    }
+}
+
+fn classify_chain(e: &(dyn StdError + 'static)) -> Class {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if let Some(http) = err.downcast_ref::<HttpError>() {
+            return match http.kind() {
+                HttpErrorKind::Connect => Class::Unreachable,
+                HttpErrorKind::Timeout
+                | HttpErrorKind::Request
+                | HttpErrorKind::Interrupted
+                | HttpErrorKind::Decode => Class::Transient,
+                _ => Class::Permanent,
+            };
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            match io.kind() {
+                K::NotFound => return Class::NotFound,
+                K::PermissionDenied => return Class::Denied,
+                K::ConnectionRefused | K::HostUnreachable | K::NetworkUnreachable => {
+                    return Class::Unreachable;
+                }
+                K::TimedOut
+                | K::ConnectionReset
+                | K::ConnectionAborted
+                | K::BrokenPipe
+                | K::UnexpectedEof
+                | K::Interrupted => return Class::Transient,
+                _ => {}
+            }
+        }
+        let text = err.to_string();
+        if let Some(status) = status_in(&text) {
+            return match status {
+                404 => Class::NotFound,
+                412 => Class::Changed,
+                401 | 403 => Class::Denied,
+                408 | 429 | 500..=599 => Class::Transient,
+                _ => Class::Permanent,
+            };
+        }
+        if text.contains("SlowDown") || text.contains("InternalError") {
+            return Class::Transient;
+        }
+        current = err.source();
+    }
+    Class::Permanent
+}
+
+/// The HTTP status in `object_store`'s "non-2xx status code: 503 Service ..." text.
+fn status_in(text: &str) -> Option<u16> {
+    let rest = text.split_once("status code: ")?.1;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|s| (100..600).contains(s))
+}
+
+/// The innermost cause of an error, for short messages ("Connection refused").
+pub(crate) fn root_cause(e: &(dyn StdError + 'static)) -> String {
+    let mut current = e;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    redact(&current.to_string())
+}
+
+/// A read-path error for the engine.
+pub(crate) fn to_core(e: &object_store::Error, object: &ObjectId) -> Error {
+    let url = object.url.clone();
+    let message = redact(&e.to_string());
+    match classify(e) {
+        Class::NotFound => Error::NotFound { url },
+        Class::Changed => Error::VersionChanged {
+            url,
+            version: object.version.token(),
+        },
+        Class::Denied => Error::Origin {
+            url,
+            message: format!("access denied: {message}"),
+            retryable: false,
+        },
+        Class::Unreachable | Class::Transient => Error::Origin {
+            url,
+            message,
+            retryable: true,
+        },
+        Class::Permanent => Error::Origin {
+            url,
+            message,
+            retryable: false,
+        },
+    }
+}
+
+/// A resolve-time error for the user. `listing` says the request was a LIST (a
+/// 404 then means the bucket or container, not an object, is missing).
+pub(crate) fn to_source(
+    e: &object_store::Error,
+    input: &str,
+    url: &str,
+    entry: &StoreEntry,
+    listing: bool,
+) -> SourceError {
+    let (input, url) = (input.to_string(), url.to_string());
+    match classify(e) {
+        Class::NotFound if !listing => SourceError::NotFound { input, url },
+        Class::NotFound => SourceError::Origin {
+            input,
+            url,
+            message: "no such bucket or container".into(),
+            retryable: false,
+        },
+        Class::Denied => SourceError::AccessDenied {
+            input,
+            url,
+            hint: entry.credentials_hint.to_string(),
+        },
+        Class::Unreachable => SourceError::Unreachable {
+            input,
+            url,
+            endpoint: entry.endpoint.clone(),
+            detail: root_cause(e),
+            hint: entry.endpoint_hint.to_string(),
+        },
+        Class::Changed => SourceError::Origin {
+            input,
+            url,
+            message: "changed while it was being resolved: try again".into(),
+            retryable: true,
+        },
+        class => SourceError::Origin {
+            input,
+            url,
+            message: redact(&e.to_string()),
+            retryable: class == Class::Transient,
+        },
+    }
+}
+
+#[cfg(test)]
+#[path = "origin_tests.rs"]
+mod tests;

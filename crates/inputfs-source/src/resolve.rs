@@ -1,0 +1,354 @@
+//! Resolving inputs at mount: every URL becomes a list of files, each pinned to the
+//! version the origin reports now (HEAD for one object, LIST page by page for a
+//! prefix, LIST and a filter for a glob).
+//!
+//! What is resolved here is what the job sees for its whole life, so anything that
+//! would make the tree ambiguous or unsafe — two objects at one path, a file that
+//! is also a directory, a key with `..` or an empty segment — is refused now, with
+//! an error naming the input and the objects, rather than discovered later.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use futures::{StreamExt, TryStreamExt};
+use inputfs_core::{ObjectId, SourceKind, Version};
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStoreExt};
+
+use crate::error::SourceError;
+use crate::glob::{glob_match, is_recursive};
+use crate::origin::{Origin, Pinned, to_source};
+use crate::stores::StoreEntry;
+use crate::url::{ParsedUrl, Target, check_key, parse_url};
+
+/// How many inputs are resolved at once (each is a HEAD or a listing).
+pub const RESOLVE_CONCURRENCY: usize = 16;
+
+/// One input as the user named it: `--input NAME=URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputSpec {
+    pub name: String,
+    pub url: String,
+}
+
+/// One file of a resolved input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedFile {
+    /// Path below the input's directory: relative, `/`-separated, never empty,
+    /// no `.`/`..`/empty segments.
+    pub path: String,
+    pub object: ObjectId,
+}
+
+/// A resolved input: its files, sorted by path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedInput {
+    pub name: String,
+    pub files: Vec<ResolvedFile>,
+}
+
+impl Origin {
+    /// Resolve every input, at most [`RESOLVE_CONCURRENCY`] at a time, and register
+    /// the stores and objects that later reads need. Results are in input order;
+    /// the first failing input (in that order) is the error.
+    pub async fn resolve(&self, inputs: &[InputSpec]) -> Result<Vec<ResolvedInput>, SourceError> {
+        check_names(inputs)?;
+        futures::stream::iter(inputs)
+            .map(|spec| async move {
+                self.resolve_one(spec)
+                    .await
+                    .map_err(|e| e.with_input(&spec.name))
+            })
+            .buffered(RESOLVE_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    async fn resolve_one(&self, spec: &InputSpec) -> Result<ResolvedInput, SourceError> {
+        let parsed = parse_url(&spec.url)?;
+        let entry = self.store_for(&parsed)?;
+        let url = parsed.canonical.as_str();
+        let mut files = match &parsed.target {
+            Target::Object { key } => {
+                let path = Path::parse(key).map_err(|e| bad_key(url, key, &e.to_string()))?;
+                let meta = entry
+                    .store
+                    .head(&path)
+                    .await
+                    .map_err(|e| to_source(&e, "", url, &entry, false))?;
+                let basename = key.rsplit('/').next().unwrap_or(key).to_string();
+                vec![self.pin(&parsed, &entry, basename, key, meta)]
+            }
+            Target::Prefix { .. } | Target::Glob { .. } if parsed.kind == SourceKind::Http => {
+                return Err(SourceError::NotListable {
+                    input: String::new(),
+                    url: url.to_string(),
+                });
+            }
+            Target::Prefix { prefix } => self.list(&parsed, &entry, prefix, None).await?,
+            Target::Glob { prefix, pattern } => {
+                self.list(&parsed, &entry, prefix, Some(pattern)).await?
+            }
+        };
+        if files.is_empty() {
+            return Err(SourceError::Empty {
+                input: String::new(),
+                url: url.to_string(),
+            });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        check_tree(&mut files)?;
+        tracing::debug!(input = %spec.name, url = %url, files = files.len(), "resolved input");
+        Ok(ResolvedInput {
+            name: spec.name.clone(),
+            files,
+        })
+    }
+
+    /// List below `prefix` (page by page), keeping what `pattern` matches.
+    async fn list(
+        &self,
+        parsed: &ParsedUrl,
+        entry: &StoreEntry,
+        prefix: &str,
+        pattern: Option<&String>,
+    ) -> Result<Vec<ResolvedFile>, SourceError> {
+        let url = parsed.canonical.as_str();
+        let list_err = |e: object_store::Error| to_source(&e, "", url, entry, true);
+        let prefix_path = Path::parse(prefix).map_err(|e| bad_key(url, prefix, &e.to_string()))?;
+        let prefix_opt = (!prefix.is_empty()).then_some(&prefix_path);
+        // A `*` glob only looks at the prefix's direct children: ask for just those.
+        let metas: Vec<ObjectMeta> = match pattern {
+            Some(p) if !is_recursive(p) => {
+                entry
+                    .store
+                    .list_with_delimiter(prefix_opt)
+                    .await
+                    .map_err(list_err)?
+                    .objects
+            }
+            _ => entry
+                .store
+                .list(prefix_opt)
+                .try_collect()
+                .await
+                .map_err(list_err)?,
+        };
+        let mut found = Vec::with_capacity(metas.len());
+        for meta in metas {
+            let key = meta.location.as_ref().to_string();
+            let rel = if prefix.is_empty() {
+                key.clone()
+            } else {
+                match key.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
+                    Some(rel) => rel.to_string(),
+                    // The prefix's own "directory marker" object, or a key outside it.
+                    None => continue,
+                }
+            };
+            if rel.is_empty() || pattern.is_some_and(|p| !glob_match(p, &rel)) {
+                continue;
+            }
+            check_key(&rel).map_err(|reason| bad_key(url, &key, &reason))?;
+            found.push((rel, key, meta));
+        }
+        // Listings of real clouds carry each object's ETag. Where one does not (some
+        // S3-compatible servers), HEAD the object, so that it is pinned by the same
+        // version token as when it is named on its own.
+        let found: Vec<_> = futures::stream::iter(found)
+            .map(|(rel, key, meta)| async move {
+                if meta.e_tag.is_some() {
+                    return Ok((rel, key, meta));
+                }
+                let object_url = parsed.object_url(&key);
+                let head = entry
+                    .store
+                    .head(&meta.location)
+                    .await
+                    .map_err(|e| to_source(&e, "", &object_url, entry, false))?;
+                Ok::<_, SourceError>((rel, key, head))
+            })
+            .buffered(RESOLVE_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(found
+            .into_iter()
+            .map(|(rel, key, meta)| self.pin(parsed, entry, rel, &key, meta))
+            .collect())
+    }
+
+    /// Make the `ObjectId` of a resolved object and register where to fetch it.
+    fn pin(
+        &self,
+        parsed: &ParsedUrl,
+        entry: &StoreEntry,
+        path: String,
+        key: &str,
+        meta: ObjectMeta,
+    ) -> ResolvedFile {
+        let url = match parsed.target {
+            Target::Object { .. } => parsed.canonical.clone(),
+            _ => parsed.object_url(key),
+        };
+        let object = object_id(parsed.kind, url.clone(), &meta);
+        self.register(
+            url,
+            Pinned {
+                entry: entry.clone(),
+                path: meta.location,
+            },
+        );
+        ResolvedFile { path, object }
+    }
+}
+
+/// The `ObjectId` for what the origin reported. A missing `Last-Modified` comes
+/// back from `object_store` as the epoch: that is "unknown", not a version.
+pub(crate) fn object_id(kind: SourceKind, url: String, meta: &ObjectMeta) -> ObjectId {
+    let secs = meta.last_modified.timestamp();
+    let nanos = meta.last_modified.timestamp_subsec_nanos();
+    let known = secs != 0 || nanos != 0;
+    let mtime = match u64::try_from(secs) {
+        Ok(s) => SystemTime::UNIX_EPOCH + Duration::new(s, nanos),
+        Err(_) => SystemTime::UNIX_EPOCH,
+    };
+    ObjectId {
+        kind,
+        url,
+        version: Version {
+            etag: meta.e_tag.clone(),
+            version_id: meta.version.clone(),
+            modified_unix: known.then_some(secs),
+        },
+        size: meta.size,
+        mtime,
+    }
+}
+
+fn bad_key(url: &str, key: &str, reason: &str) -> SourceError {
+    SourceError::BadKey {
+        input: String::new(),
+        url: url.to_string(),
+        key: key.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Input names become directory names: one path segment, unique.
+fn check_names(inputs: &[InputSpec]) -> Result<(), SourceError> {
+    let mut seen = std::collections::HashSet::new();
+    for spec in inputs {
+        let bad = |reason: &str| SourceError::BadInput {
+            input: spec.name.clone(),
+            reason: reason.to_string(),
+        };
+        if spec.name.is_empty()
+            || spec.name == "."
+            || spec.name == ".."
+            || spec.name.contains('/')
+            || spec.name.chars().any(char::is_control)
+        {
+            return Err(bad(
+                "an input name must be one non-empty path segment (no '/', not '.' or '..')",
+            ));
+        }
+        if !seen.insert(spec.name.as_str()) {
+            return Err(bad("the name is used by more than one input"));
+        }
+    }
+    Ok(())
+}
+
+/// Refuse two files at one path, and a file that is also a directory — except
+/// an empty object where a directory is ("folder marker"), which is dropped.
+/// `files` must be sorted by path.
+fn check_tree(files: &mut Vec<ResolvedFile>) -> Result<(), SourceError> {
+    let conflict = |path: &str, first: &ObjectId, second: &ObjectId| SourceError::Conflict {
+        input: String::new(),
+        path: path.to_string(),
+        first: first.url.clone(),
+        second: second.url.clone(),
+    };
+    let mut by_path: BTreeMap<&str, &ResolvedFile> = BTreeMap::new();
+    for f in files.iter() {
+        if let Some(prev) = by_path.insert(f.path.as_str(), f) {
+            return Err(conflict(&f.path, &prev.object, &f.object));
+        }
+    }
+    let mut markers = Vec::new();
+    for f in files.iter() {
+        let mut dir = f.path.as_str();
+        while let Some((parent, _)) = dir.rsplit_once('/') {
+            if let Some(other) = by_path.get(parent) {
+                if other.object.size == 0 {
+                    markers.push(parent.to_string());
+                } else {
+                    return Err(conflict(parent, &other.object, &f.object));
+                }
+            }
+            dir = parent;
+        }
+    }
+    if !markers.is_empty() {
+        files.retain(|f| !markers.contains(&f.path));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, size: u64) -> ResolvedFile {
+        ResolvedFile {
+            path: path.into(),
+            object: ObjectId {
+                kind: SourceKind::S3,
+                url: format!("s3://b/{path}"),
+                version: Version::default(),
+                size,
+                mtime: SystemTime::UNIX_EPOCH,
+            },
+        }
+    }
+
+    #[test]
+    fn tree_conflicts_are_refused_and_markers_dropped() {
+        let mut ok = vec![file("a/b", 1), file("a/c", 2), file("d", 3)];
+        check_tree(&mut ok).unwrap();
+        assert_eq!(ok.len(), 3);
+
+        let mut markers = vec![file("a", 0), file("a/b", 1), file("a/b/c", 1)];
+        let err = check_tree(&mut markers).unwrap_err().to_string();
+        assert!(
+            err.contains("s3://b/a/b") && err.contains("s3://b/a/b/c"),
+            "{err}"
+        );
+
+        let mut marker = vec![file("a", 0), file("a/b", 1)];
+        check_tree(&mut marker).unwrap();
+        assert_eq!(marker.len(), 1);
+        assert_eq!(marker[0].path, "a/b");
+
+        let mut dup = vec![file("x", 1), file("x", 2)];
+        let err = check_tree(&mut dup).unwrap_err();
+        assert!(matches!(err, SourceError::Conflict { .. }), "{err}");
+    }
+
+    #[test]
+    fn input_names_must_be_single_unique_segments() {
+        let spec = |n: &str| InputSpec {
+            name: n.into(),
+            url: "s3://b/k".into(),
+        };
+        assert!(check_names(&[spec("a"), spec("b")]).is_ok());
+        for bad in ["", ".", "..", "a/b", "a\0"] {
+            assert!(check_names(&[spec(bad)]).is_err(), "{bad:?}");
+        }
+        let err = check_names(&[spec("a"), spec("a")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "input \"a\": the name is used by more than one input"
+        );
+    }
+}
