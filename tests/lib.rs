@@ -1,1 +1,23 @@
-//! e2e
+//! The end-to-end test harness of inputfs: real servers on loopback, started on a
+//! free port and stopped (only the process we started, and waited for) on drop,
+//! plus deterministic data and checksums. The integration tests in `tests/` use
+//! it, and so do the end-to-end mount tests.
+//!
+//! - [`data`]: `pattern(seed, len)` test data and SHA-256 helpers.
+//! - [`s3`]: [`S3Server`], an in-process S3 endpoint (s3s + s3s-fs) that counts
+//!   the object bytes it serves.
+//! - [`nginx`]: [`NginxServer`], an HTTP origin that honours Range and If-Match,
+//!   counted from its access log.
+//! - [`bins`]: finding server binaries (failing with "run scripts/setup") and ports.
+//! - [`mounts`]: running the real `inputfs` binary against a real FUSE mount.
+
+pub mod bins;
+pub mod data;
+pub mod mounts;
+pub mod nginx;
+pub mod s3;
+
+pub use bins::{dead_endpoint, free_port, require_binary, wait_for_port};
+pub use data::{pattern, sha256_file, sha256_hex};
+pub use nginx::{LogEntry, NginxServer};
+pub use s3::S3Server;

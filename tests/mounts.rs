@@ -95,7 +95,11 @@ impl Mount {
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !is_mounted(&mount.mountpoint) {
-            if let Some(status) = mount.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = mount
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 mount.child = None;
                 return Err(format!("inputfs exited ({status}): {}", mount.stderr()));
             }

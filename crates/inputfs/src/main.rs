@@ -14,7 +14,17 @@ mod stack;
 use clap::Parser;
 
 fn main() {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // clap's message without its usage block and hints: one line.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!("inputfs: {}", first.trim());
+            std::process::exit(2);
+        }
+    };
     let result = match cli.command {
         cli::Command::Mount(args) => mount::run(args),
     };

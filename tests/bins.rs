@@ -1,0 +1,60 @@
+//! Finding the server binaries tests need, and loopback ports for them.
+//!
+//! A missing binary fails the test with the fix (run `scripts/setup`): a test that
+//! silently passes because its server was not there would be worse than none.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The path of `name`, from `$PATH` or the sbin directories (where Debian puts
+/// `nginx` and `sshd`). Panics with the fix when it is not installed.
+pub fn require_binary(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from));
+    for dir in dirs {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "`{name}` is not installed, and this test needs it: run scripts/setup (it installs every test dependency)"
+    );
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (bind to 0, then release).
+/// A server started on it may still lose a race: callers retry on "in use".
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// Wait until something accepts connections on `addr`.
+pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// An address on loopback where nothing listens (for "unreachable" tests).
+pub fn dead_endpoint() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[should_panic(expected = "run scripts/setup")]
+    fn missing_binary_fails_with_the_fix() {
+        super::require_binary("inputfs-no-such-server-binary");
+    }
+}
