@@ -3,6 +3,9 @@
 //! Pure logic, no I/O, so it is tested exhaustively on its own. A reader that keeps
 //! reading where it left off gets a window that doubles up to a maximum; a jump
 //! elsewhere resets it to nothing, so random readers fetch only what they read.
+//! Prefetching starts only once a reader has read half a block in sequence: a
+//! random 1 MiB read arrives from the kernel as several sequential requests, and
+//! must not pull a neighbouring block it will never use.
 
 use std::ops::Range;
 
@@ -17,6 +20,8 @@ pub struct Readahead {
     window: u64,
     /// Blocks below this index have already been asked for.
     issued_until: u64,
+    /// Bytes read in sequence since the last jump.
+    streak: u64,
     max_window: u64,
 }
 
@@ -26,6 +31,7 @@ impl Readahead {
             next: 0,
             window: 0,
             issued_until: 0,
+            streak: 0,
             max_window,
         }
     }
@@ -38,13 +44,15 @@ impl Readahead {
         // several reads are in flight: within a block of the expected offset counts.
         let sequential = offset.abs_diff(self.next) <= bs;
         if sequential {
-            self.window = (self.window * 2).clamp(bs, self.max_window.max(bs));
-            if self.max_window == 0 {
-                self.window = 0;
-            }
+            self.streak = self.streak.saturating_add(len);
         } else {
+            // The read that jumps is not part of a run yet.
             self.window = 0;
             self.issued_until = 0;
+            self.streak = 0;
+        }
+        if self.streak >= bs / 2 && self.max_window > 0 {
+            self.window = (self.window * 2).clamp(bs, self.max_window.max(bs));
         }
         let end = offset.saturating_add(len).min(layout.object_size);
         self.next = end;
@@ -111,6 +119,24 @@ mod tests {
         for off in [500 * MIB, 3 * MIB, 900 * MIB + 17, 10 * MIB] {
             assert_eq!(ra.on_read(off, MIB, &layout), 0..0);
         }
+    }
+
+    #[test]
+    fn a_short_sequential_run_prefetches_nothing() {
+        // A 1 MiB read at a random offset, as the kernel splits it: 8 x 128 KiB.
+        let layout = BlockLayout::new(4 * MIB, 1024 * MIB);
+        let mut ra = Readahead::new(64 * MIB);
+        let _ = ra.on_read(500 * MIB, 4096, &layout);
+        let start = 700 * MIB + 12345;
+        for i in 0..8 {
+            assert_eq!(
+                ra.on_read(start + i * 128 * 1024, 128 * 1024, &layout),
+                0..0
+            );
+        }
+        // Keep going and the window opens.
+        let r = ra.on_read(start + MIB, 2 * MIB, &layout);
+        assert!(!r.is_empty());
     }
 
     #[test]
