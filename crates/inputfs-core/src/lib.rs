@@ -23,5 +23,5 @@ pub use block::{BlockId, BlockLayout};
 pub use engine::{Engine, EngineConfig, FileReader};
 pub use error::{Error, Result};
 pub use object::{CacheKey, ObjectId, SourceKind, Version};
-pub use source::{Retrying, Source};
+pub use source::{RetryPolicy, Retrying, Source};
 pub use store::{BlockStore, TierStats};

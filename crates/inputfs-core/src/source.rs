@@ -22,54 +22,44 @@ pub trait Source: Send + Sync + 'static {
     async fn get_range(&self, object: &ObjectId, range: Range<u64>) -> Result<Bytes>;
 }
 
-/// Retries retryable origin errors with exponential backoff: a wrapper rather than
-/// a flag, so the policy lives in one place and is tested with a paused clock.
-pub struct Retrying<S> {
-    inner: S,
-    attempts: u32,
-    first_delay: Duration,
-    max_delay: Duration,
+/// How to retry an operation that failed in a way that may pass: the one backoff
+/// loop of the project, used for block reads ([`Retrying`]) and for resolving
+/// inputs at mount alike.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Tries in all, the first included (1 means "no retries").
+    pub attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
 }
 
-impl<S> Retrying<S> {
-    /// `attempts` includes the first try (so 1 means "no retries").
-    pub fn new(inner: S, attempts: u32, first_delay: Duration, max_delay: Duration) -> Self {
-        Retrying {
-            inner,
-            attempts: attempts.max(1),
-            first_delay,
-            max_delay,
+impl Default for RetryPolicy {
+    /// 4 attempts, 200 ms doubling up to 2 s (about 1.4 s of waiting in all).
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 4,
+            first_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(2),
         }
     }
-
-    /// The default policy: 4 attempts, 200 ms doubling up to 2 s (about 1.4 s of
-    /// waiting in all before a read gives up with EIO).
-    pub fn with_defaults(inner: S) -> Self {
-        Self::new(inner, 4, Duration::from_millis(200), Duration::from_secs(2))
-    }
 }
 
-#[async_trait]
-impl<S: Source> Source for Retrying<S> {
-    async fn get_range(&self, object: &ObjectId, range: Range<u64>) -> Result<Bytes> {
+impl RetryPolicy {
+    /// Run `op` until it succeeds, fails in a way `retryable` rejects, or the
+    /// attempts are used up. Sleeps on tokio's clock (paused-clock tests are fast).
+    pub async fn run<T, E, F, Fut>(&self, mut op: F, retryable: impl Fn(&E) -> bool) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+        E: std::fmt::Display,
+    {
         let mut delay = self.first_delay;
         let mut attempt = 1;
         loop {
-            match self.inner.get_range(object, range.clone()).await {
-                Ok(b) if b.len() as u64 == range.end - range.start => return Ok(b),
-                Ok(b) => {
-                    let err = Error::ShortRead {
-                        url: object.url.clone(),
-                        want: range.end - range.start,
-                        got: b.len() as u64,
-                    };
-                    if attempt >= self.attempts {
-                        return Err(err);
-                    }
-                    tracing::debug!(url = %object.url, attempt, "short read from origin, retrying");
-                }
-                Err(e) if e.is_retryable() && attempt < self.attempts => {
-                    tracing::debug!(url = %object.url, attempt, error = %e, "origin read failed, retrying");
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < self.attempts.max(1) && retryable(&e) => {
+                    tracing::debug!(attempt, error = %e, "retrying");
                 }
                 Err(e) => return Err(e),
             }
@@ -77,6 +67,43 @@ impl<S: Source> Source for Retrying<S> {
             delay = (delay * 2).min(self.max_delay);
             attempt += 1;
         }
+    }
+}
+
+/// Retries retryable origin errors (and short reads) with a [`RetryPolicy`]: a
+/// wrapper rather than a flag, so the policy lives in one place.
+pub struct Retrying<S> {
+    inner: S,
+    policy: RetryPolicy,
+}
+
+impl<S> Retrying<S> {
+    pub fn new(inner: S, policy: RetryPolicy) -> Self {
+        Retrying { inner, policy }
+    }
+
+    /// The default policy.
+    pub fn with_defaults(inner: S) -> Self {
+        Self::new(inner, RetryPolicy::default())
+    }
+}
+
+#[async_trait]
+impl<S: Source> Source for Retrying<S> {
+    async fn get_range(&self, object: &ObjectId, range: Range<u64>) -> Result<Bytes> {
+        let want = range.end - range.start;
+        let attempt = || async {
+            let b = self.inner.get_range(object, range.clone()).await?;
+            if b.len() as u64 != want {
+                return Err(Error::ShortRead {
+                    url: object.url.clone(),
+                    want,
+                    got: b.len() as u64,
+                });
+            }
+            Ok(b)
+        };
+        self.policy.run(attempt, Error::is_retryable).await
     }
 }
 

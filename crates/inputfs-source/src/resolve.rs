@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use futures::{StreamExt, TryStreamExt};
-use inputfs_core::{ObjectId, SourceKind, Version};
+use inputfs_core::{ObjectId, RetryPolicy, SourceKind, Version};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
 
@@ -55,7 +55,10 @@ impl Origin {
         check_names(inputs)?;
         futures::stream::iter(inputs)
             .map(|spec| async move {
-                self.resolve_one(spec)
+                // A dropped keep-alive connection or a 503 must not fail the mount:
+                // retry the input's whole resolution with the engine's policy.
+                RetryPolicy::default()
+                    .run(|| self.resolve_one(spec), SourceError::is_retryable)
                     .await
                     .map_err(|e| e.with_input(&spec.name))
             })

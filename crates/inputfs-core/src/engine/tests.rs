@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::*;
-use crate::source::Retrying;
+use crate::source::{RetryPolicy, Retrying};
 use crate::testing::{Fault, FaultySource, FaultyStore, MemorySource, MemoryStore, StoreFault};
 
 const KIB: u64 = 1024;
@@ -59,9 +59,11 @@ fn rig_with(size: usize, config: EngineConfig) -> Rig {
     let engine = Engine::new(
         Arc::new(Retrying::new(
             origin.clone(),
-            3,
-            Duration::from_millis(1),
-            Duration::from_millis(4),
+            RetryPolicy {
+                attempts: 3,
+                first_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(4),
+            },
         )),
         vec![local.clone(), shared.clone()],
         config,
