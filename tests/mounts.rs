@@ -26,6 +26,24 @@ pub fn inputfs_bin() -> PathBuf {
     bin
 }
 
+/// A command for the `inputfs` binary that sees no cloud settings of the machine
+/// it runs on (`AWS_*`, `AZURE_*`, `GOOGLE_*`), only the test's own `env`: tests
+/// stay hermetic and never reach a real cloud.
+fn inputfs_command(env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(inputfs_bin());
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if ["AWS_", "AZURE_", "GOOGLE_", "INPUTFS_"]
+            .iter()
+            .any(|p| k.starts_with(p))
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    cmd
+}
+
 /// Whether `path` is a mount point right now (per /proc/self/mountinfo).
 pub fn is_mounted(path: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
@@ -76,12 +94,11 @@ impl Mount {
         let mountpoint = mountpoint.canonicalize().map_err(|e| e.to_string())?;
         let stderr_path = mountpoint.with_extension("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
-        let child = Command::new(inputfs_bin())
+        let child = inputfs_command(env)
             .arg("mount")
             .arg(&mountpoint)
             .arg("--foreground")
             .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("INPUTFS_LOG", "warn,inputfs_core=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -157,9 +174,8 @@ impl Drop for Mount {
 
 /// Run `inputfs ARGS...` to completion (for commands expected to fail fast).
 pub fn run_inputfs(args: &[String], env: &[(String, String)]) -> Output {
-    Command::new(inputfs_bin())
+    inputfs_command(env)
         .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .output()
         .expect("run inputfs")
