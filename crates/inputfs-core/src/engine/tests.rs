@@ -91,6 +91,18 @@ impl Rig {
         );
     }
 
+    /// A new engine over the same origin and tiers: what a remount sees.
+    fn remount(&self) -> (Arc<Engine>, Arc<Object>) {
+        let engine = Engine::new(
+            Arc::new(self.origin.clone()),
+            vec![self.local.clone(), self.shared.clone()],
+            config(),
+        )
+        .unwrap();
+        let object = engine.object(self.object.id.clone());
+        (engine, object)
+    }
+
     fn origin_requests(&self) -> u64 {
         self.origin.inner().requests()
     }
@@ -124,14 +136,7 @@ async fn second_engine_over_the_same_tiers_reads_nothing_from_origin() {
     r.settle().await;
     let before = r.origin_requests();
     assert_eq!(before, 8);
-    // A new engine (a remount) over the same tiers.
-    let engine = Engine::new(
-        Arc::new(r.origin.clone()),
-        vec![r.local.clone(), r.shared.clone()],
-        config(),
-    )
-    .unwrap();
-    let obj = engine.object(r.object.id.clone());
+    let (engine, obj) = r.remount();
     let got = engine.read(&obj, 0, 500_000).await.unwrap();
     assert!(got[..] == r.bytes[..]);
     assert_eq!(r.origin_requests(), before);
@@ -221,13 +226,7 @@ async fn corrupt_tier_block_is_refetched_and_counted() {
     };
     r.local.inner().truncate(&block);
     r.shared.inner().truncate(&block);
-    let engine = Engine::new(
-        Arc::new(r.origin.clone()),
-        vec![r.local.clone(), r.shared.clone()],
-        config(),
-    )
-    .unwrap();
-    let obj = engine.object(r.object.id.clone());
+    let (engine, obj) = r.remount();
     assert!(engine.read(&obj, 0, 100_000).await.unwrap()[..] == r.bytes[..]);
     let s = engine.stats();
     assert_eq!(s.tier("local").unwrap().corrupt, 1);
