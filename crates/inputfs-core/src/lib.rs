@@ -24,4 +24,4 @@ pub use engine::{Engine, EngineConfig, FileReader};
 pub use error::{Error, Result};
 pub use object::{CacheKey, ObjectId, SourceKind, Version};
 pub use source::{RetryPolicy, Retrying, Source};
-pub use store::{BlockStore, TierStats};
+pub use store::{BlockStore, Claim, Lookup, TierStats};

@@ -22,6 +22,17 @@ pub enum Lookup {
     Corrupt(String),
 }
 
+/// What trying to claim a block's origin fetch found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This worker holds the claim: fetch the block, publish it, then `release`.
+    Acquired,
+    /// Another worker holds a live claim: wait for its block to appear.
+    Held,
+    /// The tier does not coordinate fetches across workers.
+    Unsupported,
+}
+
 /// A directory (or fake) of cached blocks. All methods block; call them off the
 /// async runtime's worker threads.
 pub trait BlockStore: Send + Sync + 'static {
@@ -36,6 +47,17 @@ pub trait BlockStore: Send + Sync + 'static {
     /// Publish a block atomically. Losing a race to another writer of the same
     /// block is success: the content is the same by construction.
     fn put(&self, block: &BlockId, data: &[u8]) -> Result<()>;
+
+    /// Claim the right to fetch `block` from the origin for `ttl`, so other
+    /// workers sharing this tier wait for it instead of fetching it too. A claim
+    /// past its expiry is taken over. Claims only save origin traffic: losing a
+    /// race costs a duplicate fetch, never a wrong byte.
+    fn claim(&self, _block: &BlockId, _ttl: std::time::Duration) -> Result<Claim> {
+        Ok(Claim::Unsupported)
+    }
+
+    /// Give up a claim this worker holds (after publishing, or after failing).
+    fn release(&self, _block: &BlockId) {}
 }
 
 /// Counters the engine keeps for each tier.
@@ -49,6 +71,14 @@ pub struct TierStats {
     pub publishes: std::sync::atomic::AtomicU64,
     pub publish_errors: std::sync::atomic::AtomicU64,
     pub publish_skipped: std::sync::atomic::AtomicU64,
+    /// Origin fetches this worker claimed on this tier.
+    pub claims: std::sync::atomic::AtomicU64,
+    /// Times this worker waited for another worker's claimed fetch.
+    pub claim_waits: std::sync::atomic::AtomicU64,
+    /// Waits that ended with the block published by the other worker.
+    pub claim_wait_hits: std::sync::atomic::AtomicU64,
+    /// Waits that gave up after the claim timeout and fetched anyway.
+    pub claim_wait_timeouts: std::sync::atomic::AtomicU64,
 }
 
 impl<T: BlockStore + ?Sized> BlockStore for std::sync::Arc<T> {
@@ -60,5 +90,11 @@ impl<T: BlockStore + ?Sized> BlockStore for std::sync::Arc<T> {
     }
     fn put(&self, block: &BlockId, data: &[u8]) -> Result<()> {
         (**self).put(block, data)
+    }
+    fn claim(&self, block: &BlockId, ttl: std::time::Duration) -> Result<Claim> {
+        (**self).claim(block, ttl)
+    }
+    fn release(&self, block: &BlockId) {
+        (**self).release(block)
     }
 }

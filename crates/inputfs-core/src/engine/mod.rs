@@ -12,13 +12,18 @@
 //! bounded by a timeout, so a hung network mount degrades to the origin instead of
 //! hanging the application.
 
+mod claims;
 mod readahead;
 mod stats;
+mod tiers;
+
+use tiers::Tier;
 #[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
+
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -29,7 +34,7 @@ use crate::block::{BlockId, BlockLayout};
 use crate::error::{Error, Result};
 use crate::object::{CacheKey, ObjectId};
 use crate::source::Source;
-use crate::store::{BlockStore, Lookup, TierStats};
+use crate::store::BlockStore;
 
 pub use readahead::Readahead;
 pub use stats::{OriginStats, StatsSnapshot, TierSnapshot};
@@ -50,6 +55,10 @@ pub struct EngineConfig {
     pub tier_timeout: Duration,
     /// Publishes that may run at once per tier before further ones are skipped.
     pub publish_slots: usize,
+    /// How long a claim on a shared tier lasts, and so the longest this worker
+    /// waits for another worker's claimed fetch before fetching itself. Zero
+    /// turns cross-worker claims off.
+    pub claim_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +69,7 @@ impl Default for EngineConfig {
             max_readahead: 64 * MIB,
             tier_timeout: Duration::from_secs(10),
             publish_slots: 8,
+            claim_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -92,13 +102,6 @@ pub struct Object {
     pub layout: BlockLayout,
 }
 
-struct Tier {
-    store: Arc<dyn BlockStore>,
-    stats: TierStats,
-    publish_slots: Arc<Semaphore>,
-    warned: AtomicBool,
-}
-
 /// The read path. Shared by every open file of a mount.
 pub struct Engine {
     source: Arc<dyn Source>,
@@ -127,14 +130,7 @@ impl Engine {
             .build();
         let tiers = tiers
             .into_iter()
-            .map(|store| {
-                Arc::new(Tier {
-                    store,
-                    stats: TierStats::default(),
-                    publish_slots: Arc::new(Semaphore::new(config.publish_slots)),
-                    warned: AtomicBool::new(false),
-                })
-            })
+            .map(|store| Arc::new(Tier::new(store, config.publish_slots)))
             .collect();
         Ok(Arc::new(Engine {
             source,
@@ -249,13 +245,37 @@ impl Engine {
             index,
         };
         for (depth, tier) in self.tiers.iter().enumerate() {
-            if let Some(data) = self.tier_get(tier, id, len).await {
-                for upper in &self.tiers[..depth] {
-                    self.publish(upper, id, data.clone());
-                }
+            if let Some(data) = self.tier_get(tier, id, len, true).await {
+                self.publish_above(depth, id, &data);
                 return Ok(data);
             }
         }
+        let claimed = match self.coordinate(id, len).await {
+            claims::Outcome::Published { depth, data } => {
+                self.publish_above(depth, id, &data);
+                return Ok(data);
+            }
+            claims::Outcome::Fetch { claimed } => claimed,
+        };
+        let fetched = self.fetch_origin(&obj, index, len).await;
+        match &fetched {
+            Ok(data) => {
+                for tier in &self.tiers {
+                    let holds_claim = claimed.as_ref().is_some_and(|c| Arc::ptr_eq(c, tier));
+                    self.publish(tier, id, data.clone(), holds_claim);
+                }
+            }
+            Err(_) => {
+                if let Some(tier) = &claimed {
+                    self.release(tier, id);
+                }
+            }
+        }
+        fetched
+    }
+
+    /// Read a block from the origin, counting it.
+    async fn fetch_origin(&self, obj: &Object, index: u64, len: u64) -> Result<Bytes> {
         self.origin.requests.fetch_add(1, Ordering::Relaxed);
         let data = match self
             .source
@@ -279,77 +299,13 @@ impl Engine {
                 got: data.len() as u64,
             });
         }
-        for tier in &self.tiers {
-            self.publish(tier, id, data.clone());
-        }
         Ok(data)
     }
 
-    /// Look a block up in one tier; every failure is absorbed into a miss.
-    async fn tier_get(&self, tier: &Tier, id: BlockId, len: u64) -> Option<Bytes> {
-        let store = tier.store.clone();
-        let call = tokio::task::spawn_blocking(move || store.get(&id, len));
-        let outcome = match tokio::time::timeout(self.config.tier_timeout, call).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(join)) => Err(Error::Tier {
-                tier: tier.store.name().into(),
-                message: format!("lookup task failed: {join}"),
-            }),
-            Err(_) => Err(Error::Tier {
-                tier: tier.store.name().into(),
-                message: format!("lookup took longer than {:?}", self.config.tier_timeout),
-            }),
-        };
-        match outcome {
-            Ok(Lookup::Hit(data)) => {
-                tier.stats.hits.fetch_add(1, Ordering::Relaxed);
-                tier.stats
-                    .bytes_read
-                    .fetch_add(data.len() as u64, Ordering::Relaxed);
-                Some(data)
-            }
-            Ok(Lookup::Miss) => {
-                tier.stats.misses.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-            Ok(Lookup::Corrupt(reason)) => {
-                tier.stats.corrupt.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(tier = tier.store.name(), block = id.index, %reason, "corrupt cache block discarded");
-                None
-            }
-            Err(e) => {
-                tier.stats.errors.fetch_add(1, Ordering::Relaxed);
-                Self::warn_once(tier, &e);
-                None
-            }
-        }
-    }
-
-    /// Copy a block into a tier in the background, or skip it if the tier is busy.
-    fn publish(&self, tier: &Arc<Tier>, id: BlockId, data: Bytes) {
-        let Ok(slot) = tier.publish_slots.clone().try_acquire_owned() else {
-            tier.stats.publish_skipped.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        let tier = tier.clone();
-        self.background.spawn_blocking(move || {
-            let _slot = slot;
-            match tier.store.put(&id, &data) {
-                Ok(()) => tier.stats.publishes.fetch_add(1, Ordering::Relaxed),
-                Err(e) => {
-                    Self::warn_once(&tier, &e);
-                    tier.stats.publish_errors.fetch_add(1, Ordering::Relaxed)
-                }
-            };
-        });
-    }
-
-    fn warn_once(tier: &Tier, e: &Error) {
-        if !tier.warned.swap(true, Ordering::Relaxed) {
-            tracing::warn!(tier = tier.store.name(), error = %e,
-                "cache tier failing; reads fall through to the next tier or the origin");
-        } else {
-            tracing::debug!(tier = tier.store.name(), error = %e, "cache tier error");
+    /// Copy a block found at tier `depth` into the tiers above it.
+    fn publish_above(&self, depth: usize, id: BlockId, data: &Bytes) {
+        for upper in &self.tiers[..depth] {
+            self.publish(upper, id, data.clone(), false);
         }
     }
 }

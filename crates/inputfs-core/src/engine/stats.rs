@@ -22,6 +22,10 @@ pub struct TierSnapshot {
     pub publishes: u64,
     pub publish_errors: u64,
     pub publish_skipped: u64,
+    pub claims: u64,
+    pub claim_waits: u64,
+    pub claim_wait_hits: u64,
+    pub claim_wait_timeouts: u64,
 }
 
 impl TierSnapshot {
@@ -36,6 +40,10 @@ impl TierSnapshot {
             publishes: l(&s.publishes),
             publish_errors: l(&s.publish_errors),
             publish_skipped: l(&s.publish_skipped),
+            claims: l(&s.claims),
+            claim_waits: l(&s.claim_waits),
+            claim_wait_hits: l(&s.claim_wait_hits),
+            claim_wait_timeouts: l(&s.claim_wait_timeouts),
         }
     }
 }

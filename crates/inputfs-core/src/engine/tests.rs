@@ -33,6 +33,7 @@ fn config() -> EngineConfig {
         max_readahead: 256 * KIB,
         tier_timeout: Duration::from_millis(500),
         publish_slots: 64,
+        claim_timeout: Duration::from_secs(1),
     }
 }
 

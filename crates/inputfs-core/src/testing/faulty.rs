@@ -12,7 +12,7 @@ use crate::block::BlockId;
 use crate::error::{Error, Result};
 use crate::object::ObjectId;
 use crate::source::Source;
-use crate::store::{BlockStore, Lookup};
+use crate::store::{BlockStore, Claim, Lookup};
 
 /// A way for the origin to fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,5 +195,13 @@ impl<S: BlockStore> BlockStore for FaultyStore<S> {
     fn put(&self, block: &BlockId, data: &[u8]) -> Result<()> {
         self.inject(&self.puts, "put")?;
         self.inner.put(block, data)
+    }
+
+    fn claim(&self, block: &BlockId, ttl: Duration) -> Result<Claim> {
+        self.inner.claim(block, ttl)
+    }
+
+    fn release(&self, block: &BlockId) {
+        self.inner.release(block)
     }
 }

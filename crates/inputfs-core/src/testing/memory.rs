@@ -13,7 +13,7 @@ use crate::block::BlockId;
 use crate::error::{Error, Result};
 use crate::object::{ObjectId, SourceKind, Version};
 use crate::source::Source;
-use crate::store::{BlockStore, Lookup};
+use crate::store::{BlockStore, Claim, Lookup};
 
 /// An origin held in memory that counts what it serves, like a real server's
 /// access log would.
@@ -103,6 +103,8 @@ impl Source for MemorySource {
 pub struct MemoryStore {
     name: String,
     blocks: Mutex<HashMap<BlockId, Bytes>>,
+    /// Claims with their expiry, when this store stands in for a shared tier.
+    claims: Option<Mutex<HashMap<BlockId, std::time::Instant>>>,
 }
 
 impl MemoryStore {
@@ -110,6 +112,16 @@ impl MemoryStore {
         MemoryStore {
             name: name.to_string(),
             blocks: Mutex::default(),
+            claims: None,
+        }
+    }
+
+    /// A store that coordinates fetches with claims, like a shared tier. Several
+    /// engines given the same `Arc<MemoryStore>` behave like workers.
+    pub fn with_claims(name: &str) -> Self {
+        MemoryStore {
+            claims: Some(Mutex::default()),
+            ..Self::new(name)
         }
     }
 
@@ -157,5 +169,26 @@ impl BlockStore for MemoryStore {
             .entry(*block)
             .or_insert_with(|| Bytes::copy_from_slice(data));
         Ok(())
+    }
+
+    fn claim(&self, block: &BlockId, ttl: std::time::Duration) -> Result<Claim> {
+        let Some(claims) = &self.claims else {
+            return Ok(Claim::Unsupported);
+        };
+        let now = std::time::Instant::now();
+        let mut claims = claims.lock().unwrap();
+        match claims.get(block) {
+            Some(expiry) if *expiry > now => Ok(Claim::Held),
+            _ => {
+                claims.insert(*block, now + ttl);
+                Ok(Claim::Acquired)
+            }
+        }
+    }
+
+    fn release(&self, block: &BlockId) {
+        if let Some(claims) = &self.claims {
+            claims.lock().unwrap().remove(block);
+        }
     }
 }

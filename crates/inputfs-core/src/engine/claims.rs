@@ -1,0 +1,256 @@
+//! De-duplicating origin fetches across workers that share a tier.
+//!
+//! Workers never talk to each other; the shared directory is all they share. So
+//! before fetching a block from the origin a worker claims it on the shared tier
+//! (an `O_EXCL` claim file with an expiry, in `inputfs-store`). Whoever gets the
+//! claim fetches and publishes; the others poll the tier for the block, with a
+//! backoff, for at most the claim timeout — then fetch it themselves, so nothing
+//! ever waits unbounded. A claim whose holder died is taken over once it expires.
+//! Claims only save origin traffic: every race they lose costs a duplicate fetch,
+//! never a wrong byte, because blocks are content-addressed and verified.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::Engine;
+use super::tiers::Tier;
+use crate::block::BlockId;
+use crate::store::Claim;
+
+/// The first and the largest pause between two looks for a claimed block.
+const FIRST_POLL: Duration = Duration::from_millis(10);
+const MAX_POLL: Duration = Duration::from_millis(250);
+
+/// What to do after every tier missed.
+pub(super) enum Outcome {
+    /// Another worker published the block to the tier at `depth` while we waited.
+    Published { depth: usize, data: Bytes },
+    /// Fetch from the origin; `claimed` is the tier whose claim we hold, if any.
+    Fetch { claimed: Option<Arc<Tier>> },
+}
+
+impl Engine {
+    /// Claim the block on the first tier that coordinates, or wait for whoever
+    /// holds the claim there.
+    pub(super) async fn coordinate(&self, id: BlockId, len: u64) -> Outcome {
+        if self.config.claim_timeout.is_zero() {
+            return Outcome::Fetch { claimed: None };
+        }
+        for (depth, tier) in self.tiers.iter().enumerate() {
+            match self.try_claim(tier, id).await {
+                Claim::Unsupported => continue,
+                Claim::Acquired => return self.recheck(depth, tier, id, len).await,
+                Claim::Held => return self.wait_for(depth, tier, id, len).await,
+            }
+        }
+        Outcome::Fetch { claimed: None }
+    }
+
+    /// Having just won the claim, look once more: the previous holder may have
+    /// published and released between our miss and our claim.
+    async fn recheck(&self, depth: usize, tier: &Arc<Tier>, id: BlockId, len: u64) -> Outcome {
+        match self.tier_get(tier, id, len, false).await {
+            Some(data) => {
+                self.release(tier, id);
+                Outcome::Published { depth, data }
+            }
+            None => Outcome::Fetch {
+                claimed: Some(tier.clone()),
+            },
+        }
+    }
+
+    async fn wait_for(&self, depth: usize, tier: &Arc<Tier>, id: BlockId, len: u64) -> Outcome {
+        tier.stats.claim_waits.fetch_add(1, Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + self.config.claim_timeout;
+        let mut pause = FIRST_POLL;
+        loop {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_POLL);
+            if let Some(data) = self.tier_get(tier, id, len, false).await {
+                tier.stats.claim_wait_hits.fetch_add(1, Ordering::Relaxed);
+                return Outcome::Published { depth, data };
+            }
+            // The holder may have failed (claim gone) or died (claim expired):
+            // then take the claim over, so the rest of the fleet waits for us.
+            match self.try_claim(tier, id).await {
+                Claim::Held => {}
+                Claim::Acquired => return self.recheck(depth, tier, id, len).await,
+                Claim::Unsupported => return Outcome::Fetch { claimed: None },
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tier.stats
+                    .claim_wait_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    tier = tier.store.name(),
+                    block = id.index,
+                    "gave up waiting for another worker's fetch"
+                );
+                return Outcome::Fetch { claimed: None };
+            }
+        }
+    }
+
+    /// Try to claim; a tier that fails to answer is treated as not coordinating.
+    async fn try_claim(&self, tier: &Arc<Tier>, id: BlockId) -> Claim {
+        let ttl = self.config.claim_timeout;
+        match self
+            .tier_call(tier, "claim", move |s| s.claim(&id, ttl))
+            .await
+        {
+            Ok(Claim::Acquired) => {
+                tier.stats.claims.fetch_add(1, Ordering::Relaxed);
+                Claim::Acquired
+            }
+            Ok(other) => other,
+            Err(e) => {
+                tier.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tier.warn_once(&e);
+                Claim::Unsupported
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::BlockId;
+    use crate::engine::{Engine, EngineConfig, Object};
+    use crate::store::{BlockStore, Claim};
+    use crate::testing::Fault;
+    use crate::testing::{FaultySource, MemorySource, MemoryStore};
+
+    const KIB: u64 = 1024;
+
+    struct Fleet {
+        origin: Arc<FaultySource<MemorySource>>,
+        shared: Arc<MemoryStore>,
+        data: Vec<u8>,
+        id: crate::ObjectId,
+    }
+
+    fn fleet(size: usize) -> Fleet {
+        let mem = MemorySource::new();
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        let id = mem.insert("mem://fleet/obj", data.clone());
+        let origin = Arc::new(FaultySource::new(mem));
+        origin.set_delay(Duration::from_millis(50));
+        Fleet {
+            origin,
+            shared: Arc::new(MemoryStore::with_claims("shared")),
+            data,
+            id,
+        }
+    }
+
+    impl Fleet {
+        /// A worker: its own local tier, the fleet's shared tier and origin.
+        fn worker(&self, claim_timeout: Duration) -> (Arc<Engine>, Arc<Object>) {
+            let config = EngineConfig {
+                block_size: 64 * KIB,
+                memory_budget: 4096 * KIB,
+                claim_timeout,
+                ..EngineConfig::default()
+            };
+            let tiers: Vec<Arc<dyn BlockStore>> =
+                vec![Arc::new(MemoryStore::new("local")), self.shared.clone()];
+            let engine = Engine::new(self.origin.clone(), tiers, config).unwrap();
+            let object = engine.object(self.id.clone());
+            (engine, object)
+        }
+
+        async fn read_all_concurrently(&self, workers: usize, claim_timeout: Duration) {
+            let mut tasks = vec![];
+            for _ in 0..workers {
+                let (engine, object) = self.worker(claim_timeout);
+                let len = self.data.len() as u64;
+                tasks.push(tokio::spawn(async move {
+                    let got = engine.read(&object, 0, len).await;
+                    engine.shutdown(Duration::from_secs(5)).await;
+                    got
+                }));
+            }
+            for t in tasks {
+                let got = t.await.unwrap().unwrap();
+                assert!(got[..] == self.data[..], "wrong bytes");
+            }
+        }
+
+        fn requests(&self) -> u64 {
+            self.origin.inner().requests()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn four_workers_fetch_each_block_once() {
+        let f = fleet(16 * 64 * 1024);
+        f.read_all_concurrently(4, Duration::from_secs(5)).await;
+        assert_eq!(f.requests(), 16, "each block fetched once across the fleet");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn without_claims_every_worker_fetches() {
+        let f = fleet(16 * 64 * 1024);
+        f.read_all_concurrently(4, Duration::ZERO).await;
+        assert!(
+            f.requests() > 16 * 3,
+            "claims off: {} requests",
+            f.requests()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_workers_claim_is_taken_over_after_expiry() {
+        let f = fleet(64 * 1024);
+        let (engine, object) = f.worker(Duration::from_millis(300));
+        // A worker claimed block 0 and died.
+        let block = BlockId {
+            key: object.key,
+            index: 0,
+        };
+        assert_eq!(
+            f.shared.claim(&block, Duration::from_millis(300)).unwrap(),
+            Claim::Acquired
+        );
+        let start = std::time::Instant::now();
+        let got = engine.read(&object, 0, 100).await.unwrap();
+        assert_eq!(&got[..], &f.data[..100]);
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(250),
+            "did not wait: {waited:?}"
+        );
+        assert!(
+            waited < Duration::from_secs(2),
+            "waited too long: {waited:?}"
+        );
+        let tier = engine.stats().tier("shared").unwrap();
+        assert_eq!((tier.claim_waits, tier.claims), (1, 1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_holder_releases_and_a_waiter_fetches() {
+        let f = fleet(64 * 1024);
+        let (a, obj_a) = f.worker(Duration::from_secs(10));
+        let (b, obj_b) = f.worker(Duration::from_secs(10));
+        // A's fetch fails on every attempt (no retry wrapper here).
+        f.origin.fail_next(1, Fault::Permanent);
+        let ta = tokio::spawn(async move { a.read(&obj_a, 0, 10).await });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let start = std::time::Instant::now();
+        let got = b.read(&obj_b, 0, 10).await.unwrap();
+        assert_eq!(&got[..], &f.data[..10]);
+        assert!(ta.await.unwrap().is_err());
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "waited for the full timeout"
+        );
+    }
+}
