@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
-use inputfs_core::store::Lookup;
+use inputfs_core::store::{Claim, Lookup};
 use inputfs_core::{BlockId, BlockStore, CacheKey};
 
 use crate::error::{StoreError, errno};
@@ -38,6 +38,10 @@ pub struct DirStore {
     /// Set once a hard link failed in a way that means "not supported here", so
     /// later publishes go straight to `rename`.
     pub(crate) no_links: AtomicBool,
+    claims: PathBuf,
+    /// Whether this store coordinates origin fetches with claim files.
+    claims_enabled: bool,
+    held: crate::claim::Held,
 }
 
 impl DirStore {
@@ -62,15 +66,42 @@ impl DirStore {
             objects: root.join("objects"),
             tmp: root.join("tmp"),
             corrupt: root.join("corrupt"),
+            claims: root.join("claims"),
             root,
             no_links: AtomicBool::new(false),
+            claims_enabled: false,
+            held: Default::default(),
         };
         ensure_dir(&store.root, dir)?;
-        for sub in [&store.objects, &store.tmp, &store.corrupt] {
+        for sub in [&store.objects, &store.tmp, &store.corrupt, &store.claims] {
             ensure_dir(sub, dir)?;
         }
         tracing::debug!(tier = name, root = %store.root.display(), "opened block store");
         Ok(store)
+    }
+
+    /// Coordinate origin fetches with other workers through claim files in
+    /// `claims/` (for the shared tier; pointless for a private local one).
+    pub fn with_claims(mut self) -> Self {
+        self.claims_enabled = true;
+        self
+    }
+
+    pub(crate) fn claims_enabled(&self) -> bool {
+        self.claims_enabled
+    }
+
+    pub(crate) fn held(&self) -> &crate::claim::Held {
+        &self.held
+    }
+
+    pub(crate) fn name_str(&self) -> &str {
+        &self.name
+    }
+
+    /// Where claim files live (`root/claims`).
+    pub fn claims_dir(&self) -> &Path {
+        &self.claims
     }
 
     /// `dir/inputfs-v1`.
@@ -221,5 +252,14 @@ impl BlockStore for DirStore {
     fn put(&self, block: &BlockId, data: &[u8]) -> inputfs_core::Result<()> {
         self.publish(block, data)
             .map_err(|e| e.into_tier(&self.name))
+    }
+
+    fn claim(&self, block: &BlockId, ttl: std::time::Duration) -> inputfs_core::Result<Claim> {
+        self.try_claim(block, ttl)
+            .map_err(|e| e.into_tier(&self.name))
+    }
+
+    fn release(&self, block: &BlockId) {
+        self.release_claim(block)
     }
 }

@@ -12,16 +12,21 @@
 //! - [`format`](mod@format): the block file format as pure functions (no I/O).
 //! - [`DirStore`] (in `dir`): paths, `open`, and the read side of the store.
 //! - `publish`: temp file + link/rename, the write side.
+//! - `claim`: `O_EXCL` claim files that de-duplicate origin fetches across workers.
+//! - `sweep`: removing what killed workers left behind (temp files, stale claims).
 //! - [`StoreError`]: the crate's one error type.
 //!
 //! The layout is a format other workers and future versions read; it is
 //! documented in `docs/FORMAT.md` at the workspace root.
 
+mod claim;
 mod dir;
 mod error;
 pub mod format;
 mod fsutil;
 mod publish;
+mod sweep;
 
 pub use dir::{DirStore, ROOT_NAME};
 pub use error::StoreError;
+pub use sweep::Swept;
