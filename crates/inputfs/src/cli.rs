@@ -74,6 +74,16 @@ pub struct CacheArgs {
         default_value = "256MiB"
     )]
     pub memory_budget: ByteSize,
+    /// How long a worker's claim on a block of the shared cache lasts, and so the
+    /// longest others wait for its fetch before fetching themselves; 0 turns
+    /// cross-worker de-duplication off.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "INPUTFS_CLAIM_TIMEOUT",
+        default_value = "20s"
+    )]
+    pub claim_timeout: humantime::Duration,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -66,7 +66,8 @@ fn start(
     let specs = inputs::collect(&args.inputs)?;
     let origin = Origin::new();
     let resolved = runtime.block_on(origin.resolve(&specs))?;
-    let engine = stack::engine(&args.cache, origin)?;
+    let stack = stack::engine(&args.cache, origin)?;
+    let engine = stack.engine.clone();
     let tree = Tree::build(
         resolved
             .into_iter()
@@ -100,6 +101,7 @@ fn start(
         mountpoint = %mountpoint.display(), inodes = files, bytes,
         "mounted {} inputs", specs.len()
     );
+    stack.sweep_in_background();
     Ok((session, engine))
 }
 
