@@ -11,19 +11,19 @@ pub fn inputfs_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("INPUTFS_BIN") {
         return PathBuf::from(p);
     }
-    // target/<profile>/deps/<test-binary> -> target/<profile>/inputfs
-    let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("inputfs"))
-        .expect("target dir");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
-        bin.display()
-    );
-    bin
+    // A test binary lives in target/<profile>/deps/, a bench binary in
+    // target/<profile>/: the inputfs binary is in target/<profile>/.
+    let exe = std::env::current_exe().expect("own executable path");
+    let dir = exe.parent().expect("executable directory");
+    [dir.join("inputfs"), dir.join("../inputfs")]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "no inputfs binary beside {}: run `cargo build --workspace --bins` first (scripts/test does)",
+                exe.display()
+            )
+        })
 }
 
 /// A command for the `inputfs` binary that sees no cloud settings of the machine

@@ -1,0 +1,5 @@
+//! Benchmarks of inputfs. Each is a binary under `src/bin/` that sets up its own
+//! origin and mounts (through the end-to-end test harness, so benchmarks and tests
+//! exercise the same real parts), checks every byte it reads, and prints ratios
+//! measured side by side in one run: these machines are shared and noisy, so
+//! absolute figures mean little and no benchmark asserts a speed.
