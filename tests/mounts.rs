@@ -145,6 +145,17 @@ impl Mount {
         self.stderr()
     }
 
+    /// SIGKILL the inputfs process (as a crashing VM would), then clear its dead
+    /// mount. Returns its PID.
+    pub fn kill(&mut self) -> u32 {
+        let mut child = self.child.take().expect("process still running");
+        let pid = child.id();
+        let _ = child.kill();
+        let _ = child.wait();
+        unmount(&self.mountpoint);
+        pid
+    }
+
     fn shutdown(&mut self) {
         unmount(&self.mountpoint);
         if let Some(mut child) = self.child.take() {
