@@ -90,11 +90,26 @@ impl Mount {
         args: &[String],
         env: &[(String, String)],
     ) -> Result<Mount, String> {
+        Self::start_as(mountpoint, args, env, None)
+    }
+
+    /// Like [`start`](Self::start), running inputfs as `user` (uid, gid).
+    pub fn start_as(
+        mountpoint: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        user: Option<(u32, u32)>,
+    ) -> Result<Mount, String> {
         std::fs::create_dir_all(mountpoint).map_err(|e| e.to_string())?;
         let mountpoint = mountpoint.canonicalize().map_err(|e| e.to_string())?;
         let stderr_path = mountpoint.with_extension("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
-        let child = inputfs_command(env)
+        let mut cmd = inputfs_command(env);
+        if let Some((uid, gid)) = user {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid);
+        }
+        let child = cmd
             .arg("mount")
             .arg(&mountpoint)
             .arg("--foreground")

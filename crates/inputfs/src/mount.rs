@@ -91,11 +91,13 @@ fn start(
         fsname: "inputfs".into(),
         threads: 2,
     };
-    let session = inputfs_fuse::mount(fs, &mountpoint, &options).with_context(|| {
-        format!(
-            "cannot mount at {} (is /dev/fuse usable and fusermount3 installed? scripts/setup installs it)",
-            mountpoint.display()
-        )
+    let session = inputfs_fuse::mount(fs, &mountpoint, &options).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            "/dev/fuse must be readable and writable by this user (mode 0666, as distributions ship it)"
+        } else {
+            "is /dev/fuse present and fusermount3 installed? scripts/setup installs it"
+        };
+        anyhow::anyhow!("cannot mount at {}: {e} ({hint})", mountpoint.display())
     })?;
     tracing::info!(
         mountpoint = %mountpoint.display(), inodes = files, bytes,
