@@ -105,6 +105,9 @@ impl Mount {
         let stderr_path = mountpoint.with_extension("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
         let mut cmd = inputfs_command(env);
+        if !env.iter().any(|(k, _)| k == "INPUTFS_LOG") {
+            cmd.env("INPUTFS_LOG", "warn,inputfs_core=debug");
+        }
         if let Some((uid, gid)) = user {
             use std::os::unix::process::CommandExt;
             cmd.uid(uid).gid(gid);
@@ -114,7 +117,6 @@ impl Mount {
             .arg(&mountpoint)
             .arg("--foreground")
             .args(args)
-            .env("INPUTFS_LOG", "warn,inputfs_core=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

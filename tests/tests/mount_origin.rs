@@ -260,3 +260,74 @@ fn random_read_of_a_1gib_object_fetches_only_the_blocks_it_touches() {
     );
     assert!(requests >= 1);
 }
+
+#[test]
+fn signed_url_credentials_stay_out_of_the_cache_and_logs_and_do_not_change_identity() {
+    let root = tempfile::tempdir().unwrap();
+    let data = pattern(9, 2 * (1 << 20) + 5);
+    std::fs::write(root.path().join("signed.bin"), &data).unwrap();
+    let nginx = NginxServer::start(root.path());
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let sign = |sig: &str| {
+        format!(
+            "{}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDSECRETID%2F20261122&X-Amz-Signature={sig}&sig={sig}&se=2026-12-01&sp=r&X-Goog-Signature={sig}",
+            nginx.url("signed.bin")
+        )
+    };
+    let mount = |n: u32, sig: &str| {
+        Mount::start(
+            &tmp.path().join(format!("mnt{n}")),
+            &[
+                format!("--input=s={}", sign(sig)),
+                flag("cache-dir", &cache),
+                "--block-size=256KiB".into(),
+            ],
+            &[("INPUTFS_LOG".into(), "debug".into())],
+        )
+        .unwrap()
+    };
+    let m = mount(1, "firstsignaturevalue0123456789");
+    let got = std::fs::read(m.path("s/signed.bin")).unwrap();
+    assert_eq!(sha256_hex(&got), sha256_hex(&data));
+    let log1 = m.stop();
+    nginx.reset_counts();
+    // The same object under a new signature is the same cache identity.
+    let m = mount(2, "secondsignaturevalue987654321");
+    let got = std::fs::read(m.path("s/signed.bin")).unwrap();
+    assert_eq!(sha256_hex(&got), sha256_hex(&data));
+    let log2 = m.stop();
+    assert_eq!(nginx.get_bytes(), 0, "a new signature refetched the object");
+    // No secret anywhere: not in cache paths, not in any cache file, not in logs.
+    for secret in [
+        "firstsignaturevalue",
+        "secondsignaturevalue",
+        "AKIDSECRETID",
+    ] {
+        for log in [&log1, &log2] {
+            assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+        }
+        let mut stack = vec![cache.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                assert!(
+                    !p.to_string_lossy().contains(secret),
+                    "{secret} in {}",
+                    p.display()
+                );
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let bytes = std::fs::read(&p).unwrap();
+                    let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+                    assert!(!found, "{secret} inside {}", p.display());
+                }
+            }
+        }
+    }
+    assert!(
+        log1.contains("DEBUG"),
+        "debug logging was on, so the check saw everything"
+    );
+}

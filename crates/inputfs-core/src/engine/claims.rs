@@ -125,7 +125,7 @@ mod tests {
     use crate::engine::{Engine, EngineConfig, Object};
     use crate::store::{BlockStore, Claim};
     use crate::testing::Fault;
-    use crate::testing::{FaultySource, MemorySource, MemoryStore};
+    use crate::testing::{FaultySource, FaultyStore, MemorySource, MemoryStore, StoreFault};
 
     const KIB: u64 = 1024;
 
@@ -233,6 +233,43 @@ mod tests {
         );
         let tier = engine.stats().tier("shared").unwrap();
         assert_eq!((tier.claim_waits, tier.claims), (1, 1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn claim_errors_and_hangs_degrade_to_fetching() {
+        for fault in [
+            StoreFault::Errno(libc::EACCES),
+            StoreFault::Errno(libc::ENOSPC),
+            StoreFault::Errno(libc::ESTALE),
+            StoreFault::Errno(libc::EIO),
+            StoreFault::Hang(Duration::from_secs(3)),
+        ] {
+            let f = fleet(64 * 1024);
+            let shared = Arc::new(FaultyStore::new(MemoryStore::with_claims("shared")));
+            shared.fail_claims(1, fault);
+            let config = EngineConfig {
+                block_size: 64 * KIB,
+                memory_budget: 4096 * KIB,
+                tier_timeout: Duration::from_millis(300),
+                ..EngineConfig::default()
+            };
+            let tiers: Vec<Arc<dyn BlockStore>> = vec![shared.clone()];
+            let engine = Engine::new(f.origin.clone(), tiers, config).unwrap();
+            let object = engine.object(f.id.clone());
+            let start = std::time::Instant::now();
+            let got = engine.read(&object, 0, 1000).await.unwrap();
+            assert_eq!(&got[..], &f.data[..1000], "{fault:?}");
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "{fault:?} hung the read"
+            );
+            assert_eq!(
+                engine.stats().tier("shared").unwrap().errors,
+                1,
+                "{fault:?}"
+            );
+            assert_eq!(f.requests(), 1);
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

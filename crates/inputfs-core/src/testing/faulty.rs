@@ -124,6 +124,7 @@ pub struct FaultyStore<S> {
     inner: S,
     gets: Mutex<Vec<StoreFault>>,
     puts: Mutex<Vec<StoreFault>>,
+    claims: Mutex<Vec<StoreFault>>,
 }
 
 impl<S> FaultyStore<S> {
@@ -132,6 +133,7 @@ impl<S> FaultyStore<S> {
             inner,
             gets: Mutex::default(),
             puts: Mutex::default(),
+            claims: Mutex::default(),
         }
     }
 
@@ -146,6 +148,14 @@ impl<S> FaultyStore<S> {
     /// Make the next `n` puts fail with `fault`.
     pub fn fail_puts(&self, n: usize, fault: StoreFault) {
         self.puts
+            .lock()
+            .unwrap()
+            .extend(std::iter::repeat_n(fault, n));
+    }
+
+    /// Make the next `n` claims fail with `fault`.
+    pub fn fail_claims(&self, n: usize, fault: StoreFault) {
+        self.claims
             .lock()
             .unwrap()
             .extend(std::iter::repeat_n(fault, n));
@@ -198,6 +208,7 @@ impl<S: BlockStore> BlockStore for FaultyStore<S> {
     }
 
     fn claim(&self, block: &BlockId, ttl: Duration) -> Result<Claim> {
+        self.inject(&self.claims, "claim")?;
         self.inner.claim(block, ttl)
     }
 
