@@ -10,14 +10,18 @@
 //!   counted from its access log.
 //! - [`bins`]: finding server binaries (failing with "run scripts/setup") and ports.
 //! - [`mounts`]: running the real `inputfs` binary against a real FUSE mount.
+//! - [`netfs`]: [`SharedDir`], one directory on a network filesystem (sshfs,
+//!   SMB) mounted at several mount points, each standing in for one host.
 
 pub mod bins;
 pub mod data;
 pub mod mounts;
+pub mod netfs;
 pub mod nginx;
 pub mod s3;
 
 pub use bins::{dead_endpoint, free_port, require_binary, wait_for_port};
 pub use data::{pattern, sha256_file, sha256_hex};
+pub use netfs::SharedDir;
 pub use nginx::{LogEntry, NginxServer};
 pub use s3::S3Server;
