@@ -180,33 +180,19 @@ fn missing_object_bad_credentials_and_dead_endpoint_fail_in_one_line() {
         &good_env,
         "s3://datasets/nothing-here/",
     );
-    let bad_secret: Vec<_> = good_env
-        .iter()
-        .map(|(k, v)| {
-            let v = if k == "AWS_SECRET_ACCESS_KEY" {
-                "wrong".to_string()
-            } else {
-                v.clone()
-            };
-            (k.clone(), v)
-        })
-        .collect();
+    // The working settings with one variable replaced.
+    let with = |key: &str, value: String| -> Vec<(String, String)> {
+        let mut env: Vec<_> = good_env.iter().filter(|(k, _)| k != key).cloned().collect();
+        env.push((key.to_string(), value));
+        env
+    };
+    let bad_secret = with("AWS_SECRET_ACCESS_KEY", "wrong".into());
     case(
         &format!("s3://{BUCKET}/train/c.txt"),
         &bad_secret,
         "access denied",
     );
-    let dead: Vec<_> = good_env
-        .iter()
-        .map(|(k, v)| {
-            let v = if k == "AWS_ENDPOINT_URL" {
-                inputfs_tests::dead_endpoint()
-            } else {
-                v.clone()
-            };
-            (k.clone(), v)
-        })
-        .collect();
+    let dead = with("AWS_ENDPOINT_URL", inputfs_tests::dead_endpoint());
     case(
         &format!("s3://{BUCKET}/train/c.txt"),
         &dead,
