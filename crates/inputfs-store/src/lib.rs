@@ -22,6 +22,7 @@
 mod claim;
 mod dir;
 mod error;
+mod exclusive;
 pub mod format;
 mod fsutil;
 mod publish;

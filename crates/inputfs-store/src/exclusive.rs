@@ -1,0 +1,171 @@
+//! Expiring exclusive files: the one mechanism behind fetch claims and the
+//! sweeper's lease.
+//!
+//! A holder creates the file with `O_CREAT|O_EXCL` (honoured across hosts by NFS,
+//! SMB and sshfs; `flock`/`fcntl` locks are not) and writes one line:
+//! `<magic> <host> <pid> <nonce> <expiry in Unix ms>`. Anyone finding it past its
+//! expiry — or unreadable and older than its time to live, as a holder killed
+//! between create and write leaves it — removes it and creates it afresh.
+//! Release removes the file only if it still holds the releaser's own line, so a
+//! holder whose file was taken over never deletes the new holder's.
+//!
+//! This is an optimisation primitive, never a lock that correctness rests on:
+//! two processes can both believe they hold it after racing on an expired file
+//! or under clock skew.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::fsutil::{self, FILE_MODE};
+
+/// The outcome of trying to take an exclusive file.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Taken {
+    /// Ours, holding this line (needed to release it).
+    Ours(String),
+    /// Someone else's, still live.
+    Held,
+}
+
+/// What an exclusive file says about itself.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    Live,
+    Expired,
+    Gone,
+}
+
+/// Try to take `path` for `ttl`. Errors are the filesystem's (ENOENT for a
+/// missing directory included); the caller decides what they mean.
+pub(crate) fn take(path: &Path, magic: &str, ttl: Duration) -> io::Result<Taken> {
+    // Two rounds: an expired file removed in round one is taken in round two.
+    for _ in 0..2 {
+        let line = line(magic, ttl);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(path)
+        {
+            Ok(mut file) => {
+                fsutil::set_file_mode(&file);
+                file.write_all(line.as_bytes())?;
+                return Ok(Taken::Ours(line));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match state(path, magic, ttl) {
+                State::Live => return Ok(Taken::Held),
+                State::Gone => {}
+                State::Expired => {
+                    tracing::debug!(path = %path.display(), "taking over an expired {magic}");
+                    let _ = fs::remove_file(path);
+                }
+            },
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Taken::Held)
+}
+
+/// Remove `path` if it still holds `line`.
+pub(crate) fn release(path: &Path, line: &str) {
+    if fs::read_to_string(path).is_ok_and(|now| now == line) {
+        let _ = fs::remove_file(path);
+    }
+}
+
+/// Whether the file at `path` is live, expired or gone.
+pub(crate) fn state(path: &Path, magic: &str, ttl: Duration) -> State {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return State::Gone,
+        // Unreadable (not UTF-8, EIO...): judge by age below.
+        Err(_) => String::new(),
+    };
+    if let Some(expiry) = parse_expiry(&text, magic) {
+        return if expiry <= now_ms() {
+            State::Expired
+        } else {
+            State::Live
+        };
+    }
+    // Torn or foreign content: the holder died between create and write, or
+    // someone wrote garbage. Old enough means expired.
+    match fs::metadata(path).and_then(|m| m.modified()) {
+        Ok(mtime) if mtime.elapsed().is_ok_and(|age| age >= ttl) => State::Expired,
+        Ok(_) => State::Live,
+        Err(_) => State::Gone,
+    }
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+fn line(magic: &str, ttl: Duration) -> String {
+    format!(
+        "{magic} {} {} {:016x} {}\n",
+        fsutil::hostname(),
+        std::process::id(),
+        fsutil::random_u64(),
+        now_ms() + ttl.as_millis()
+    )
+}
+
+/// Parse the expiry (Unix ms) out of a line.
+fn parse_expiry(text: &str, magic: &str) -> Option<u128> {
+    let rest = text.strip_prefix(magic)?.trim_end_matches('\n');
+    match rest.split_whitespace().collect::<Vec<_>>().as_slice() {
+        [_host, _pid, _nonce, expiry] => expiry.parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAGIC: &str = "inputfs-test 1";
+
+    #[test]
+    fn lines_round_trip_and_garbage_never_parses() {
+        let l = line(MAGIC, Duration::from_secs(5));
+        let expiry = parse_expiry(&l, MAGIC).unwrap();
+        assert!(expiry > now_ms() + 4000 && expiry <= now_ms() + 5000);
+        for bad in [
+            "",
+            MAGIC,
+            "inputfs-test 1 h 1 n x",
+            "other 1 h 1 n 5",
+            "inputfs-test 1 a b c d e",
+        ] {
+            assert_eq!(parse_expiry(bad, MAGIC), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn take_hold_expire_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        let Taken::Ours(line) = take(&p, MAGIC, Duration::from_millis(40)).unwrap() else {
+            panic!("first take failed")
+        };
+        assert_eq!(
+            take(&p, MAGIC, Duration::from_secs(9)).unwrap(),
+            Taken::Held
+        );
+        std::thread::sleep(Duration::from_millis(60));
+        let Taken::Ours(other) = take(&p, MAGIC, Duration::from_secs(9)).unwrap() else {
+            panic!("expired file not taken over")
+        };
+        release(&p, &line); // the old holder's release leaves the new holder's file
+        assert!(p.exists());
+        release(&p, &other);
+        assert!(!p.exists());
+    }
+}
