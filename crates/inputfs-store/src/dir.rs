@@ -42,6 +42,7 @@ pub struct DirStore {
     /// Whether this store coordinates origin fetches with claim files.
     claims_enabled: bool,
     held: crate::claim::Held,
+    usage: crate::usage::Usage,
 }
 
 impl DirStore {
@@ -71,6 +72,7 @@ impl DirStore {
             no_links: AtomicBool::new(false),
             claims_enabled: false,
             held: Default::default(),
+            usage: crate::usage::Usage::new(&dir.join(ROOT_NAME)),
         };
         ensure_dir(&store.root, dir)?;
         for sub in [&store.objects, &store.tmp, &store.corrupt, &store.claims] {
@@ -89,6 +91,14 @@ impl DirStore {
 
     pub(crate) fn claims_enabled(&self) -> bool {
         self.claims_enabled
+    }
+
+    pub(crate) fn usage(&self) -> &crate::usage::Usage {
+        &self.usage
+    }
+
+    pub(crate) fn usage_mut(&mut self) -> &mut crate::usage::Usage {
+        &mut self.usage
     }
 
     pub(crate) fn held(&self) -> &crate::claim::Held {
@@ -188,10 +198,14 @@ impl DirStore {
         }
         buf.truncate(filled);
         match format::check_block(&buf, id, expected_len) {
-            Ok(range) => Ok(Lookup::Hit(Bytes::from(buf).slice(range))),
+            Ok(range) => {
+                self.record_access(id);
+                Ok(Lookup::Hit(Bytes::from(buf).slice(range)))
+            }
             Err(defect) => {
                 let reason = format!("{}: {defect}", path.display());
                 self.move_aside(&path, &file);
+                self.record_removed(id);
                 tracing::warn!(tier = %self.name, %reason, "corrupt block moved aside");
                 Ok(Lookup::Corrupt(reason))
             }

@@ -134,3 +134,10 @@ pub fn still_names(path: &Path, opened: &File) -> bool {
         _ => false,
     }
 }
+
+/// (total, available) bytes of the filesystem holding `path`, if it can tell.
+pub fn space(path: &Path) -> Option<(u64, u64)> {
+    let st = nix::sys::statvfs::statvfs(path).ok()?;
+    let frsize = st.fragment_size();
+    Some((st.blocks() * frsize, st.blocks_available() * frsize))
+}

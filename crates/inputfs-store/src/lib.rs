@@ -27,7 +27,9 @@ pub mod format;
 mod fsutil;
 mod publish;
 mod sweep;
+pub mod usage;
 
 pub use dir::{DirStore, ROOT_NAME};
 pub use error::StoreError;
 pub use sweep::Swept;
+pub use usage::{Eviction, Limits};

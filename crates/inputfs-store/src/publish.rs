@@ -51,7 +51,10 @@ impl DirStore {
         ensure_dir(&object_dir, self.root())?;
         let header = format::encode_header(&id.key, id.index, data);
         let tmp = self.write_temp(&header, data)?;
-        self.place(tmp, &final_path, &object_dir)
+        if self.place(tmp, &final_path, &object_dir)? {
+            self.record_placed(id, (header.len() + data.len()) as u64);
+        }
+        Ok(())
     }
 
     /// Create a fresh temp file holding `header` + `data`, and close it.
@@ -90,19 +93,20 @@ impl DirStore {
 
     /// Move the closed temp file to `final_path`: link (or rename), treating
     /// "already there" as success. Retries once if the object's directory
-    /// vanished in between (eviction by another worker).
+    /// vanished in between (eviction by another worker). Returns whether this
+    /// call placed the file (rather than finding it there).
     fn place(
         &self,
         mut tmp: TempFile,
         final_path: &Path,
         object_dir: &Path,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         for attempt in 0..2 {
             let retry = attempt == 0;
             if !self.no_links.load(Ordering::Relaxed) {
                 match fs::hard_link(&tmp.path, final_path) {
-                    Ok(()) => return Ok(()), // the guard unlinks the temp name
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+                    Ok(()) => return Ok(true), // the guard unlinks the temp name
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
                     Err(e) if links_unsupported(&e) => {
                         if !self.no_links.swap(true, Ordering::Relaxed) {
                             tracing::info!(root = %self.root().display(), error = %e,
@@ -119,12 +123,12 @@ impl DirStore {
             match fs::rename(&tmp.path, final_path) {
                 Ok(()) => {
                     tmp.armed = false;
-                    return Ok(());
+                    return Ok(true);
                 }
                 // SMB refuses to replace a file another client has open; that
                 // file is this very block, so there is nothing left to do.
                 Err(e) if matches!(errno(&e), libc::EEXIST | libc::EBUSY | libc::EACCES) => {
-                    return Ok(());
+                    return Ok(false);
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound && retry => {
                     ensure_dir(object_dir, self.root())?;

@@ -1,0 +1,289 @@
+//! Keeping a cache directory within its size, with no coordinator.
+//!
+//! - Every worker journals what it places and (coarsely) what it reads
+//!   ([`journal`]); nothing is written per read.
+//! - One worker at a time sweeps: it takes the lease `index/lease` (an expiring
+//!   `O_EXCL` file, taken over when its holder died), folds the journals into the
+//!   usage [`index`], and evicts whole objects, least recently read first, until
+//!   the directory is within `max_bytes` and keeps `min_free_percent` of its
+//!   filesystem free.
+//! - Eviction is two-phase: an object's directory is first renamed into `trash/`
+//!   (one atomic step: new lookups miss and go to the origin; a reader that already
+//!   opened a block file keeps reading it), then deleted. A deletion that fails
+//!   (SMB refuses to delete open files) is retried by the next sweep.
+//! - A worker triggers a sweep itself when its estimate of the usage — the last
+//!   snapshot's total plus what it placed since — passes the limit, so a tier with
+//!   one writer (the local one) never exceeds its limit by more than the blocks in
+//!   flight; workers also sweep periodically (the binary drives that).
+
+pub mod index;
+pub(crate) mod journal;
+
+use std::fs;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub use index::{Index, ObjectUsage};
+pub use journal::ACCESS_INTERVAL;
+
+use crate::dir::DirStore;
+use crate::error::StoreError;
+use crate::exclusive::{self, Taken};
+use crate::fsutil::{self, ensure_dir};
+
+const LEASE_MAGIC: &str = "inputfs-lease 1";
+/// A sweep that takes longer than this loses its lease to the next worker.
+const LEASE_TTL: Duration = Duration::from_secs(300);
+/// A full rescan corrects the index's drift this often (milliseconds).
+const RESCAN_EVERY: u64 = 24 * 3600 * 1000;
+/// A journal file not written for this long, and fully folded in, is deleted.
+const JOURNAL_STALE: Duration = Duration::from_secs(3600);
+
+/// How big a cache directory may get.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    /// Bytes of block files at most.
+    pub max_bytes: Option<u64>,
+    /// Percent of the filesystem to keep free.
+    pub min_free_percent: Option<f64>,
+}
+
+impl Limits {
+    pub fn is_set(&self) -> bool {
+        self.max_bytes.is_some() || self.min_free_percent.is_some()
+    }
+}
+
+/// What a sweep did (or, dry, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Eviction {
+    pub used_before: u64,
+    pub used_after: u64,
+    pub target: u64,
+    pub objects: usize,
+    pub blocks: usize,
+    pub bytes: u64,
+    /// Objects whose directory could not be moved (kept for the next sweep).
+    pub failed: usize,
+    pub records_ingested: usize,
+    pub rescanned: bool,
+    pub dry_run: bool,
+}
+
+/// The usage side of one store: this worker's journal, limits and estimate.
+pub(crate) struct Usage {
+    journal: journal::Journal,
+    limits: Limits,
+    /// Bytes in the directory as this worker last knew it plus what it placed.
+    estimate: AtomicU64,
+}
+
+impl std::fmt::Debug for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Usage")
+            .field("limits", &self.limits)
+            .field("estimate", &self.estimate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Usage {
+    pub(crate) fn new(root: &std::path::Path) -> Self {
+        Usage {
+            journal: journal::Journal::new(&root.join("journal")),
+            limits: Limits::default(),
+            estimate: AtomicU64::new(0),
+        }
+    }
+}
+
+impl DirStore {
+    /// Keep this directory within `limits` (enforced by sweeps).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.usage_mut().limits = limits;
+        self
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.usage().limits
+    }
+
+    pub(crate) fn record_access(&self, id: &inputfs_core::BlockId) {
+        self.usage().journal.accessed(&id.key);
+    }
+
+    pub(crate) fn record_removed(&self, id: &inputfs_core::BlockId) {
+        self.usage().journal.removed(id);
+    }
+
+    /// Called after this worker placed a block file: journal it, and sweep now if
+    /// that took the directory over its size limit.
+    pub(crate) fn record_placed(&self, id: &inputfs_core::BlockId, bytes: u64) {
+        let usage = self.usage();
+        usage.journal.placed(id, bytes);
+        let estimate = usage.estimate.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if usage.limits.max_bytes.is_some_and(|max| estimate > max)
+            && let Err(e) = self.sweep_usage(false)
+        {
+            tracing::debug!(tier = self.name_str(), error = %e, "sweep failed");
+        }
+    }
+
+    /// Write this worker's pending usage records (call every few seconds).
+    pub fn flush_usage(&self) -> Result<(), StoreError> {
+        let dir = self.root().join("journal");
+        let flushed = self.usage().journal.flush();
+        match flushed {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                ensure_dir(&dir, self.root())?;
+                self.usage().journal.flush()
+            }
+            other => other,
+        }
+        .map_err(|e| StoreError::io("write usage journal", &dir, e))
+    }
+
+    /// Sweep now with the configured limits, unless another worker is sweeping
+    /// (`Ok(None)`).
+    pub fn sweep_usage(&self, dry_run: bool) -> Result<Option<Eviction>, StoreError> {
+        self.evict(&self.limits(), dry_run)
+    }
+
+    /// Sweep now with `limits`: fold the journals into the index and evict least
+    /// recently read objects until within them. `Ok(None)`: another worker holds
+    /// the sweep lease.
+    pub fn evict(&self, limits: &Limits, dry_run: bool) -> Result<Option<Eviction>, StoreError> {
+        let index_dir = self.root().join("index");
+        ensure_dir(&index_dir, self.root())?;
+        let lease_path = index_dir.join("lease");
+        let line = match exclusive::take(&lease_path, LEASE_MAGIC, LEASE_TTL) {
+            Ok(Taken::Ours(line)) => line,
+            Ok(Taken::Held) => return Ok(None),
+            Err(e) => return Err(StoreError::io("take sweep lease", &lease_path, e)),
+        };
+        let result = self.evict_holding_lease(limits, dry_run);
+        exclusive::release(&lease_path, &line);
+        result.map(Some)
+    }
+
+    fn evict_holding_lease(&self, limits: &Limits, dry_run: bool) -> Result<Eviction, StoreError> {
+        let _ = self.flush_usage();
+        let snapshot = self.root().join("index/usage");
+        let loaded = Index::load(&snapshot).map_err(|e| StoreError::io("read", &snapshot, e))?;
+        let stale = |i: &Index| journal::unix_ms().saturating_sub(i.rescanned_at) > RESCAN_EVERY;
+        // A rescan reflects the block files as they are now; folding the journals
+        // in afterwards adds when objects were read (and at worst re-adds a block
+        // removed by hand, which a later sweep finds already gone).
+        let (mut index, rescanned) = match loaded {
+            Some(i) if !stale(&i) => (i, false),
+            _ => (Index::rescan(self.objects_dir()), true),
+        };
+        let records_ingested = index.ingest(&self.root().join("journal"));
+        let used_before = index.bytes();
+        let target = self.target(limits, used_before);
+        let mut report = Eviction {
+            used_before,
+            target,
+            records_ingested,
+            rescanned,
+            dry_run,
+            ..Eviction::default()
+        };
+        let mut order: Vec<_> = index
+            .objects
+            .iter()
+            .map(|(k, o)| (o.last_access, o.touched, *k))
+            .collect();
+        order.sort();
+        let mut used = used_before;
+        let trash = self.root().join("trash");
+        if !dry_run {
+            ensure_dir(&trash, self.root())?;
+        }
+        for (_, _, key) in order {
+            if used <= target {
+                break;
+            }
+            let obj = &index.objects[&key];
+            let (bytes, blocks) = (obj.bytes(), obj.blocks.len());
+            if !dry_run {
+                let dest = trash.join(format!("{}.{}", key.to_hex(), fsutil::unique_stem()));
+                match fs::rename(self.object_dir(&key), &dest) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "could not evict an object; next sweep");
+                        report.failed += 1;
+                        continue;
+                    }
+                }
+                index.objects.remove(&key);
+            }
+            used -= bytes;
+            report.objects += 1;
+            report.blocks += blocks;
+            report.bytes += bytes;
+        }
+        report.used_after = used;
+        if !dry_run {
+            empty_trash(&trash);
+            journal::remove_files(&self.root().join("journal"), |name, age| {
+                let own = name.starts_with(self.usage().journal.stem());
+                let consumed = index.consumed.contains_key(name);
+                own || age < JOURNAL_STALE || !consumed
+            });
+            index
+                .consumed
+                .retain(|name, _| self.root().join("journal").join(name).exists());
+            index
+                .save(&snapshot, self.tmp_dir())
+                .map_err(|e| StoreError::io("write", &snapshot, e))?;
+            self.usage().estimate.store(used, Ordering::Relaxed);
+            if report.objects > 0 {
+                tracing::info!(
+                    tier = self.name_str(),
+                    objects = report.objects,
+                    bytes = report.bytes,
+                    used,
+                    target,
+                    "evicted least recently read objects"
+                );
+            }
+        }
+        Ok(report)
+    }
+
+    /// The usage to shrink to for these limits.
+    fn target(&self, limits: &Limits, used: u64) -> u64 {
+        let mut target = limits.max_bytes.unwrap_or(u64::MAX).min(used);
+        if let Some(pct) = limits.min_free_percent
+            && let Some((total, avail)) = fsutil::space(self.root())
+        {
+            let want = (total as f64 * pct / 100.0) as u64;
+            if avail < want {
+                target = target.min(used.saturating_sub(want - avail));
+            }
+        }
+        target
+    }
+
+    /// The index as of now, without changing anything: the last snapshot plus
+    /// the journals since (or a rescan where there is no snapshot).
+    pub fn usage_index(&self) -> Result<Index, StoreError> {
+        let snapshot = self.root().join("index/usage");
+        let mut index =
+            match Index::load(&snapshot).map_err(|e| StoreError::io("read", &snapshot, e))? {
+                Some(i) => i,
+                None => Index::rescan(self.objects_dir()),
+            };
+        index.ingest(&self.root().join("journal"));
+        Ok(index)
+    }
+}
+
+fn empty_trash(trash: &std::path::Path) {
+    for entry in fs::read_dir(trash).into_iter().flatten().flatten() {
+        let _ = fs::remove_dir_all(entry.path());
+    }
+}
