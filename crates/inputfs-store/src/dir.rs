@@ -21,7 +21,7 @@ use inputfs_core::{BlockId, BlockStore, CacheKey};
 
 use crate::error::{StoreError, errno};
 use crate::format::{self, HEADER_LEN};
-use crate::fsutil::{self, ensure_dir};
+use crate::fsutil;
 
 /// The directory under the configured cache directory that holds everything.
 /// A format change that old readers must not see gets a new name.
@@ -30,6 +30,10 @@ pub const ROOT_NAME: &str = "inputfs-v1";
 /// A directory of cached blocks (see `docs/FORMAT.md` for the layout).
 #[derive(Debug)]
 pub struct DirStore {
+    /// The configured directory; never created by the store.
+    dir: PathBuf,
+    /// Whether the root is set up, and when to try again if not.
+    health: crate::health::Health,
     name: String,
     root: PathBuf,
     objects: PathBuf,
@@ -51,18 +55,24 @@ impl DirStore {
     /// shared-cache directory usually means a mount is missing, and creating it
     /// would put the "shared" cache on the local disk. `name` ("local",
     /// "shared") is what logs and tier errors call this store.
+    ///
+    /// After opening, a root removed while in use is re-created while `dir` is
+    /// on the same device, and an unusable directory fails calls fast until it
+    /// works again (see the `health` module; [`open_lenient`](Self::open_lenient)
+    /// also starts that way instead of failing).
     pub fn open(dir: &Path, name: &str) -> Result<DirStore, StoreError> {
-        match fs::metadata(dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(StoreError::NotADirectory {
-                    path: dir.to_path_buf(),
-                });
-            }
-            Err(e) => return Err(StoreError::io("open cache directory", dir, e)),
-        }
+        let store = DirStore::unready(dir, name);
+        store.set_up()?;
+        tracing::debug!(tier = name, root = %store.root.display(), "opened block store");
+        Ok(store)
+    }
+
+    /// The store over `dir`, not set up yet: no I/O.
+    pub(crate) fn unready(dir: &Path, name: &str) -> DirStore {
         let root = dir.join(ROOT_NAME);
-        let store = DirStore {
+        DirStore {
+            dir: dir.to_path_buf(),
+            health: Default::default(),
             name: name.to_string(),
             objects: root.join("objects"),
             tmp: root.join("tmp"),
@@ -73,13 +83,16 @@ impl DirStore {
             claims_enabled: false,
             held: Default::default(),
             usage: crate::usage::Usage::new(&dir.join(ROOT_NAME)),
-        };
-        ensure_dir(&store.root, dir)?;
-        for sub in [&store.objects, &store.tmp, &store.corrupt, &store.claims] {
-            ensure_dir(sub, dir)?;
         }
-        tracing::debug!(tier = name, root = %store.root.display(), "opened block store");
-        Ok(store)
+    }
+
+    /// The configured directory (`dir`, holding the root).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn health(&self) -> &crate::health::Health {
+        &self.health
     }
 
     /// Coordinate origin fetches with other workers through claim files in
@@ -248,6 +261,15 @@ impl DirStore {
     }
 }
 
+impl DirStore {
+    /// A failed call as the engine's tier error, noting whether it may mean the
+    /// root went away.
+    fn tier_error(&self, e: StoreError) -> inputfs_core::Error {
+        self.note_failure(&e);
+        e.into_tier(&self.name)
+    }
+}
+
 /// Whether a read error means the "file" is a directory.
 fn is_dir_error(e: &io::Error, file: &File) -> bool {
     errno(e) == libc::EISDIR || file.metadata().is_ok_and(|m| m.is_dir())
@@ -259,18 +281,21 @@ impl BlockStore for DirStore {
     }
 
     fn get(&self, block: &BlockId, expected_len: u64) -> inputfs_core::Result<Lookup> {
-        self.read_block(block, expected_len)
-            .map_err(|e| e.into_tier(&self.name))
+        self.usable()
+            .and_then(|()| self.read_block(block, expected_len))
+            .map_err(|e| self.tier_error(e))
     }
 
     fn put(&self, block: &BlockId, data: &[u8]) -> inputfs_core::Result<()> {
-        self.publish(block, data)
-            .map_err(|e| e.into_tier(&self.name))
+        self.usable()
+            .and_then(|()| self.publish(block, data))
+            .map_err(|e| self.tier_error(e))
     }
 
     fn claim(&self, block: &BlockId, ttl: std::time::Duration) -> inputfs_core::Result<Claim> {
-        self.try_claim(block, ttl)
-            .map_err(|e| e.into_tier(&self.name))
+        self.usable()
+            .and_then(|()| self.try_claim(block, ttl))
+            .map_err(|e| self.tier_error(e))
     }
 
     fn release(&self, block: &BlockId) {

@@ -22,6 +22,13 @@ pub enum StoreError {
     /// Something that must be a directory is not one.
     #[error("{} is not a directory", path.display())]
     NotADirectory { path: PathBuf },
+    /// The cache directory is now on another filesystem than when first seen and
+    /// holds no cache: its mount is probably gone, so nothing is written there.
+    #[error("{} is on another filesystem than before and holds no cache (its mount is gone?); not writing there", path.display())]
+    OtherDevice { path: PathBuf },
+    /// The store could not be set up lately; calls fail fast until the next try.
+    #[error("{} unusable: {reason}", path.display())]
+    Unusable { path: PathBuf, reason: String },
 }
 
 impl StoreError {
@@ -37,7 +44,9 @@ impl StoreError {
     pub fn io_error(&self) -> Option<&io::Error> {
         match self {
             StoreError::Io { err, .. } => Some(err),
-            StoreError::NotADirectory { .. } => None,
+            StoreError::NotADirectory { .. }
+            | StoreError::OtherDevice { .. }
+            | StoreError::Unusable { .. } => None,
         }
     }
 

@@ -52,7 +52,13 @@ pub(crate) fn take(path: &Path, magic: &str, ttl: Duration) -> io::Result<Taken>
         {
             Ok(mut file) => {
                 fsutil::set_file_mode(&file);
-                file.write_all(line.as_bytes())?;
+                if let Err(e) = file.write_all(line.as_bytes()) {
+                    // A full disk: an empty file would look live to others
+                    // for a whole time to live, announcing nothing.
+                    drop(file);
+                    let _ = fs::remove_file(path);
+                    return Err(e);
+                }
                 return Ok(Taken::Ours(line));
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match state(path, magic, ttl) {

@@ -14,6 +14,8 @@
 //! - `publish`: temp file + link/rename, the write side.
 //! - `claim`: `O_EXCL` claim files that de-duplicate origin fetches across workers.
 //! - `sweep`: removing what killed workers left behind (temp files, stale claims).
+//! - `health`: failing fast while the directory is unusable, and setting the
+//!   store up again by itself once it works ([`DirStore::open_lenient`]).
 //! - [`StoreError`]: the crate's one error type.
 //!
 //! The layout is a format other workers and future versions read; it is
@@ -25,11 +27,13 @@ mod error;
 mod exclusive;
 pub mod format;
 mod fsutil;
+mod health;
 mod publish;
 mod sweep;
 pub mod usage;
 
 pub use dir::{DirStore, ROOT_NAME};
 pub use error::StoreError;
+pub use health::RETRY_EVERY;
 pub use sweep::Swept;
 pub use usage::{Eviction, Limits};

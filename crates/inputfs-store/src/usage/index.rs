@@ -46,13 +46,15 @@ impl ObjectUsage {
 }
 
 /// The index of one cache directory.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Index {
     pub objects: HashMap<CacheKey, ObjectUsage>,
     /// How far each journal file has been folded in.
     pub consumed: BTreeMap<String, u64>,
     /// Unix milliseconds of the last full rescan.
     pub rescanned_at: u64,
+    /// The limits of the last worker that swept with its configured limits.
+    pub limits: super::Limits,
     /// Records applied so far (the source of `ObjectUsage::touched`). Not saved.
     applied: u64,
 }
@@ -88,6 +90,20 @@ impl Index {
         for line in lines {
             let mut f = line.splitn(4, ' ');
             match (f.next()?, f.next(), f.next(), f.next()) {
+                ("L", Some(max), Some(free), None) => {
+                    index.limits = super::Limits {
+                        max_bytes: if max == "-" {
+                            None
+                        } else {
+                            Some(max.parse().ok()?)
+                        },
+                        min_free_percent: if free == "-" {
+                            None
+                        } else {
+                            Some(free.parse().ok()?)
+                        },
+                    };
+                }
                 ("J", Some(name), Some(off), None) => {
                     index.consumed.insert(name.to_string(), off.parse().ok()?);
                 }
@@ -111,6 +127,12 @@ impl Index {
     /// Write the snapshot to `path` atomically (temp file in `tmp_dir`, rename).
     pub fn save(&self, path: &Path, tmp_dir: &Path) -> io::Result<()> {
         let mut text = format!("{MAGIC} {}\n", self.rescanned_at);
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        text.push_str(&format!(
+            "L {} {}\n",
+            opt(self.limits.max_bytes.map(|v| v.to_string())),
+            opt(self.limits.min_free_percent.map(|v| v.to_string()))
+        ));
         for (name, off) in &self.consumed {
             text.push_str(&format!("J {name} {off}\n"));
         }
@@ -256,6 +278,10 @@ mod tests {
     fn sample() -> Index {
         let mut index = Index {
             rescanned_at: 1234,
+            limits: super::super::Limits {
+                max_bytes: Some(5000),
+                min_free_percent: None,
+            },
             ..Index::default()
         };
         index.consumed.insert("h.1.ab.0000.log".into(), 77);

@@ -147,13 +147,24 @@ impl DirStore {
     /// Sweep now with the configured limits, unless another worker is sweeping
     /// (`Ok(None)`).
     pub fn sweep_usage(&self, dry_run: bool) -> Result<Option<Eviction>, StoreError> {
-        self.evict(&self.limits(), dry_run)
+        self.sweep_with(&self.limits(), dry_run, true)
     }
 
     /// Sweep now with `limits`: fold the journals into the index and evict least
     /// recently read objects until within them. `Ok(None)`: another worker holds
     /// the sweep lease.
     pub fn evict(&self, limits: &Limits, dry_run: bool) -> Result<Option<Eviction>, StoreError> {
+        self.sweep_with(limits, dry_run, false)
+    }
+
+    /// `evict`, recording `limits` in the index as this directory's limits when
+    /// they are a mount's configured ones (not a one-off `gc --max-size`).
+    fn sweep_with(
+        &self,
+        limits: &Limits,
+        dry_run: bool,
+        configured: bool,
+    ) -> Result<Option<Eviction>, StoreError> {
         let index_dir = self.root().join("index");
         ensure_dir(&index_dir, self.root())?;
         let lease_path = index_dir.join("lease");
@@ -162,12 +173,17 @@ impl DirStore {
             Ok(Taken::Held) => return Ok(None),
             Err(e) => return Err(StoreError::io("take sweep lease", &lease_path, e)),
         };
-        let result = self.evict_holding_lease(limits, dry_run);
+        let result = self.evict_holding_lease(limits, dry_run, configured);
         exclusive::release(&lease_path, &line);
         result.map(Some)
     }
 
-    fn evict_holding_lease(&self, limits: &Limits, dry_run: bool) -> Result<Eviction, StoreError> {
+    fn evict_holding_lease(
+        &self,
+        limits: &Limits,
+        dry_run: bool,
+        configured: bool,
+    ) -> Result<Eviction, StoreError> {
         let _ = self.flush_usage();
         let snapshot = self.root().join("index/usage");
         let loaded = Index::load(&snapshot).map_err(|e| StoreError::io("read", &snapshot, e))?;
@@ -236,6 +252,9 @@ impl DirStore {
             index
                 .consumed
                 .retain(|name, _| self.root().join("journal").join(name).exists());
+            if configured && limits.is_set() {
+                index.limits = *limits;
+            }
             index
                 .save(&snapshot, self.tmp_dir())
                 .map_err(|e| StoreError::io("write", &snapshot, e))?;
