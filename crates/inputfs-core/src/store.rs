@@ -79,6 +79,8 @@ pub struct TierStats {
     pub claim_wait_hits: std::sync::atomic::AtomicU64,
     /// Waits that gave up after the claim timeout and fetched anyway.
     pub claim_wait_timeouts: std::sync::atomic::AtomicU64,
+    /// Times the tier went from healthy to failing (degraded episodes).
+    pub degradations: std::sync::atomic::AtomicU64,
 }
 
 impl<T: BlockStore + ?Sized> BlockStore for std::sync::Arc<T> {

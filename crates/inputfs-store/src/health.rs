@@ -80,14 +80,14 @@ impl DirStore {
     /// mount.
     pub fn open_lenient(dir: &Path, name: &str) -> (DirStore, Option<StoreError>) {
         let store = DirStore::unready(dir, name);
-        let health = store.health();
-        health.next_try_ms.store(
-            health.now_ms() + health.retry_ms.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
         match store.set_up() {
             Ok(_) => (store, None),
             Err(e) => {
+                let health = store.health();
+                let next = health
+                    .now_ms()
+                    .saturating_add(health.retry_ms.load(Ordering::Relaxed));
+                health.next_try_ms.store(next, Ordering::Relaxed);
                 *health.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
                 (store, Some(e))
             }
@@ -97,9 +97,10 @@ impl DirStore {
     /// Try to set an unusable store up again at most this often (default
     /// [`RETRY_EVERY`]).
     pub fn with_retry_interval(self, every: Duration) -> Self {
-        self.health()
-            .retry_ms
-            .store(millis(every), Ordering::Relaxed);
+        let health = self.health();
+        health.retry_ms.store(millis(every), Ordering::Relaxed);
+        let next = health.now_ms().saturating_add(millis(every));
+        health.next_try_ms.fetch_min(next, Ordering::Relaxed);
         self
     }
 
@@ -200,7 +201,9 @@ impl DirStore {
         if e.io_error()
             .is_some_and(|io| matches!(errno(io), libc::ENOENT | libc::ESTALE))
         {
-            self.health().ready.store(false, Ordering::Release);
+            let health = self.health();
+            *health.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
+            health.ready.store(false, Ordering::Release);
         }
     }
 }

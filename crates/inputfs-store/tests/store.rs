@@ -150,13 +150,21 @@ fn subdirectories_removed_under_a_running_store_come_back() {
 }
 
 #[test]
-fn the_root_itself_is_never_recreated() {
+fn a_removed_root_fails_one_call_then_comes_back_on_the_same_device() {
     let s = fresh();
     fs::remove_dir_all(s.root()).unwrap();
+    // The call that finds it gone fails (and creates nothing: the directory
+    // may belong to a mount that is gone)...
     let e = s.put(&block("s3://b/gone", 0), b"x").unwrap_err();
     assert!(e.to_string().contains("inputfs-v1"), "{e}");
     assert!(!s.root().exists());
+    assert!(!s.is_usable());
+    // ...the next sets the store up again: the directory is on the device it
+    // was on at open, so the root is re-created.
     assert_eq!(s.get(&block("s3://b/gone", 0), 1).unwrap(), Lookup::Miss);
+    assert!(s.is_usable());
+    s.put(&block("s3://b/gone", 0), b"x").unwrap();
+    expect_hit(&s, &block("s3://b/gone", 0), b"x");
 }
 
 #[test]

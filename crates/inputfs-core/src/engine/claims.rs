@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::Engine;
-use super::tiers::Tier;
+use super::tiers::{Op, Tier};
 use crate::block::BlockId;
 use crate::store::Claim;
 
@@ -103,13 +103,17 @@ impl Engine {
             .await
         {
             Ok(Claim::Acquired) => {
+                tier.succeeded(Op::Claim);
                 tier.stats.claims.fetch_add(1, Ordering::Relaxed);
                 Claim::Acquired
             }
-            Ok(other) => other,
+            Ok(other) => {
+                tier.succeeded(Op::Claim);
+                other
+            }
             Err(e) => {
                 tier.stats.errors.fetch_add(1, Ordering::Relaxed);
-                tier.warn_once(&e);
+                tier.failed(Op::Claim, &e);
                 Claim::Unsupported
             }
         }

@@ -223,8 +223,18 @@ impl Engine {
             tiers: self
                 .tiers
                 .iter()
-                .map(|t| (t.store.name().to_string(), TierSnapshot::of(&t.stats)))
+                .map(|t| (t.store.name().to_string(), t.snapshot()))
                 .collect(),
+        }
+    }
+
+    /// Report a failure of the tier called `tier` found outside a read, such as
+    /// a cache directory that is unusable when the mount starts: it opens a
+    /// degraded episode just as a failed read would (one warning, and an info
+    /// line once the tier works again). Unknown names are ignored.
+    pub fn report_tier_error(&self, tier: &str, error: &Error) {
+        if let Some(t) = self.tiers.iter().find(|t| t.store.name() == tier) {
+            t.failed(tiers::Op::Outside, error);
         }
     }
 

@@ -26,6 +26,11 @@ pub struct TierSnapshot {
     pub claim_waits: u64,
     pub claim_wait_hits: u64,
     pub claim_wait_timeouts: u64,
+    /// Degraded episodes so far: how often the tier went from healthy to failing.
+    pub degradations: u64,
+    /// Whether the tier is failing right now (some kind of call failed and has
+    /// not succeeded since).
+    pub degraded: bool,
 }
 
 impl TierSnapshot {
@@ -44,6 +49,8 @@ impl TierSnapshot {
             claim_waits: l(&s.claim_waits),
             claim_wait_hits: l(&s.claim_wait_hits),
             claim_wait_timeouts: l(&s.claim_wait_timeouts),
+            degradations: l(&s.degradations),
+            degraded: false,
         }
     }
 }

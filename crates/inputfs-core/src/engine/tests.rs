@@ -262,6 +262,74 @@ async fn tier_errors_fall_through_to_origin() {
     }
 }
 
+/// Read block `index` of the rig's object and wait for its publishes.
+async fn read_block(r: &Rig, index: u64) {
+    r.check(index * 64 * KIB, 10).await;
+    r.settle().await;
+}
+
+#[tokio::test]
+async fn a_failing_tier_is_one_episode_until_every_kind_of_call_works_again() {
+    let r = rig(8 * 64 * KIB as usize);
+    let shared = |r: &Rig| r.engine.stats().tier("shared").unwrap();
+    assert!(!shared(&r).degraded);
+    // A full directory: every publish fails, lookups still answer (misses).
+    r.shared.fail_puts(3, StoreFault::Errno(libc::ENOSPC));
+    for i in 0..3 {
+        read_block(&r, i).await;
+        let s = shared(&r);
+        assert!(s.degraded, "block {i}: a miss is not a recovery");
+        assert_eq!(s.degradations, 1, "block {i}: one episode, one warning");
+    }
+    assert_eq!(shared(&r).publish_errors, 3);
+    // The next publish works: recovered, and the warning is re-armed.
+    read_block(&r, 3).await;
+    let s = shared(&r);
+    assert!(!s.degraded);
+    assert_eq!((s.degradations, s.publishes), (1, 1));
+    // A new failure of another kind is a new episode...
+    r.shared.fail_gets(2, StoreFault::Errno(libc::EIO));
+    read_block(&r, 4).await;
+    read_block(&r, 5).await;
+    let s = shared(&r);
+    assert!(s.degraded);
+    assert_eq!((s.degradations, s.errors), (2, 2));
+    // ...that ends with the next lookup that works.
+    read_block(&r, 6).await;
+    assert!(!shared(&r).degraded);
+    assert_eq!(shared(&r).degradations, 2);
+    // The healthy local tier never degraded.
+    let local = r.engine.stats().tier("local").unwrap();
+    assert!(!local.degraded);
+    assert_eq!(local.degradations, 0);
+}
+
+#[tokio::test]
+async fn a_tier_unusable_at_start_recovers_with_its_first_working_call() {
+    let r = rig(2 * 64 * KIB as usize);
+    let err = Error::Tier {
+        tier: "shared".into(),
+        message: "open cache directory /nowhere: No such file or directory".into(),
+    };
+    r.engine.report_tier_error("shared", &err);
+    r.engine.report_tier_error("no-such-tier", &err);
+    let s = r.engine.stats().tier("shared").unwrap();
+    assert!(s.degraded);
+    assert_eq!(s.degradations, 1);
+    // Failing calls continue the same episode.
+    r.shared.fail_gets(1, StoreFault::Errno(libc::ENOENT));
+    r.shared.fail_puts(1, StoreFault::Errno(libc::ENOENT));
+    read_block(&r, 0).await;
+    let s = r.engine.stats().tier("shared").unwrap();
+    assert!(s.degraded);
+    assert_eq!(s.degradations, 1);
+    // Everything works again: one lookup and one publish later it has recovered.
+    read_block(&r, 1).await;
+    let s = r.engine.stats().tier("shared").unwrap();
+    assert!(!s.degraded);
+    assert_eq!((s.degradations, s.publishes), (1, 1));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_tier_is_bounded_by_the_timeout() {
     let r = rig(64 * 1024);

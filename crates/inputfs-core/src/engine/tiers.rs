@@ -2,9 +2,18 @@
 //! the blocking pool (they are file I/O, possibly on a network mount), lookups
 //! are bounded by a timeout, and every failure is absorbed and counted — a cache
 //! never fails a read, it only stops speeding it up.
+//!
+//! A tier that fails (full, read-only, gone, permission denied) usually fails on
+//! every call until someone fixes it, so the log gets one line per degraded
+//! *episode*, not one per read: the first failure after the tier was healthy is a
+//! warning, later ones are debug, and the first time every kind of call that
+//! failed has succeeded again an info line says the tier recovered and re-arms
+//! the warning. Kinds are tracked apart because a full or read-only directory
+//! still answers lookups: a miss must not count as "recovered" while every
+//! publish still fails, or the log would flap once per block.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::Semaphore;
@@ -14,12 +23,38 @@ use crate::block::BlockId;
 use crate::error::{Error, Result};
 use crate::store::{BlockStore, Lookup, TierStats};
 
+use super::stats::TierSnapshot;
+
 /// One tier as the engine holds it.
 pub(super) struct Tier {
     pub(super) store: Arc<dyn BlockStore>,
     pub(super) stats: TierStats,
     pub(super) publish_slots: Arc<Semaphore>,
-    pub(super) warned: AtomicBool,
+    /// One bit per kind of call ([`Op`]) whose last attempt failed; non-zero
+    /// means the tier is degraded.
+    failing: AtomicU8,
+}
+
+/// A kind of tier call, for telling when a degraded tier has recovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Op {
+    Get,
+    Put,
+    Claim,
+    /// A failure found outside the read path (opening the tier at mount); any
+    /// successful call clears it.
+    Outside,
+}
+
+impl Op {
+    fn bit(self) -> u8 {
+        match self {
+            Op::Get => 1,
+            Op::Put => 2,
+            Op::Claim => 4,
+            Op::Outside => 8,
+        }
+    }
 }
 
 impl Tier {
@@ -28,18 +63,49 @@ impl Tier {
             store,
             stats: TierStats::default(),
             publish_slots: Arc::new(Semaphore::new(publish_slots)),
-            warned: AtomicBool::new(false),
+            failing: AtomicU8::new(0),
         }
     }
 
-    /// Log the first failure of this tier as a warning and the rest at debug:
-    /// one line per degraded condition, not one per read.
-    pub(super) fn warn_once(&self, e: &Error) {
-        if !self.warned.swap(true, Ordering::Relaxed) {
-            tracing::warn!(tier = self.store.name(), error = %e,
-                "cache tier failing; reads fall through to the next tier or the origin");
+    /// A call of kind `op` failed. The first failure of an episode is a
+    /// warning, the rest are debug: one line per degraded condition, not one
+    /// per read.
+    pub(super) fn failed(&self, op: Op, e: &Error) {
+        let name = self.store.name();
+        if self.failing.fetch_or(op.bit(), Ordering::AcqRel) == 0 {
+            self.stats.degradations.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(tier = name, error = %e,
+                "cache tier {name} failing; reads fall through to the next tier or the origin");
         } else {
-            tracing::debug!(tier = self.store.name(), error = %e, "cache tier error");
+            tracing::debug!(tier = name, ?op, error = %e, "cache tier error");
+        }
+    }
+
+    /// A call of kind `op` succeeded. When that was the last kind still
+    /// failing, the episode is over: say so, and re-arm the warning. One atomic
+    /// load when the tier is healthy.
+    pub(super) fn succeeded(&self, op: Op) {
+        let bits = op.bit() | Op::Outside.bit();
+        if self.failing.load(Ordering::Relaxed) & bits == 0 {
+            return;
+        }
+        let before = self.failing.fetch_and(!bits, Ordering::AcqRel);
+        if before != 0 && before & !bits == 0 {
+            let name = self.store.name();
+            tracing::info!(tier = name, "cache tier {name} recovered");
+        }
+    }
+
+    /// Whether some kind of call to this tier is failing right now.
+    pub(super) fn degraded(&self) -> bool {
+        self.failing.load(Ordering::Relaxed) != 0
+    }
+
+    /// A copy of this tier's counters and state.
+    pub(super) fn snapshot(&self) -> TierSnapshot {
+        TierSnapshot {
+            degraded: self.degraded(),
+            ..TierSnapshot::of(&self.stats)
         }
     }
 }
@@ -83,6 +149,7 @@ impl Engine {
             .await
         {
             Ok(Lookup::Hit(data)) => {
+                tier.succeeded(Op::Get);
                 tier.stats.hits.fetch_add(1, Ordering::Relaxed);
                 tier.stats
                     .bytes_read
@@ -90,12 +157,14 @@ impl Engine {
                 Some(data)
             }
             Ok(Lookup::Miss) => {
+                tier.succeeded(Op::Get);
                 if count_miss {
                     tier.stats.misses.fetch_add(1, Ordering::Relaxed);
                 }
                 None
             }
             Ok(Lookup::Corrupt(reason)) => {
+                tier.succeeded(Op::Get);
                 tier.stats.corrupt.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(tier = tier.store.name(), block = id.index, %reason,
                     "corrupt cache block discarded");
@@ -103,7 +172,7 @@ impl Engine {
             }
             Err(e) => {
                 tier.stats.errors.fetch_add(1, Ordering::Relaxed);
-                tier.warn_once(&e);
+                tier.failed(Op::Get, &e);
                 None
             }
         }
@@ -126,9 +195,12 @@ impl Engine {
         self.background.spawn_blocking(move || {
             let _slot = slot;
             match tier.store.put(&id, &data) {
-                Ok(()) => tier.stats.publishes.fetch_add(1, Ordering::Relaxed),
+                Ok(()) => {
+                    tier.succeeded(Op::Put);
+                    tier.stats.publishes.fetch_add(1, Ordering::Relaxed)
+                }
                 Err(e) => {
-                    tier.warn_once(&e);
+                    tier.failed(Op::Put, &e);
                     tier.stats.publish_errors.fetch_add(1, Ordering::Relaxed)
                 }
             };
