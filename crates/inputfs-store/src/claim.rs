@@ -27,8 +27,8 @@ use crate::fsutil::ensure_dir;
 
 const MAGIC: &str = "inputfs-claim 1";
 
-/// Claims this worker holds, by block, with the exact line it wrote.
-pub(crate) type Held = std::sync::Mutex<HashMap<BlockId, String>>;
+/// Claims this worker holds, by block.
+pub(crate) type Held = std::sync::Mutex<HashMap<BlockId, exclusive::Holding>>;
 
 impl DirStore {
     /// Where the claim of block `id` lives.
@@ -53,24 +53,24 @@ impl DirStore {
         .map_err(|e| StoreError::io("claim", &path, e))?;
         match taken {
             Taken::Held => Ok(Claim::Held),
-            Taken::Ours(line) => {
+            Taken::Ours(holding) => {
                 self.held()
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(*id, line);
+                    .insert(*id, holding);
                 Ok(Claim::Acquired)
             }
         }
     }
 
     pub(crate) fn release_claim(&self, id: &BlockId) {
-        let line = self
+        let holding = self
             .held()
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
-        if let Some(line) = line {
-            exclusive::release(&self.claim_path(id), &line);
+        if let Some(holding) = holding {
+            exclusive::release(&self.claim_path(id), &holding);
         }
     }
 

@@ -6,8 +6,12 @@
 //! `<magic> <host> <pid> <nonce> <expiry in Unix ms>`. Anyone finding it past its
 //! expiry — or unreadable and older than its time to live, as a holder killed
 //! between create and write leaves it — removes it and creates it afresh.
-//! Release removes the file only if it still holds the releaser's own line, so a
-//! holder whose file was taken over never deletes the new holder's.
+//! A holder releasing well within its time to live (before anyone may take it
+//! over) simply removes the file. Later than that, it removes the file only if
+//! it still holds the holder's own line, so a holder whose file was taken over
+//! never deletes the new holder's. (The early case must not depend on reading
+//! the file back: on SMB and sshfs a file re-created under a reused name can
+//! read back the previous file's cached bytes for a second or so.)
 //!
 //! This is an optimisation primitive, never a lock that correctness rests on:
 //! two processes can both believe they hold it after racing on an expired file
@@ -24,10 +28,18 @@ use crate::fsutil::{self, FILE_MODE};
 /// The outcome of trying to take an exclusive file.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Taken {
-    /// Ours, holding this line (needed to release it).
-    Ours(String),
+    /// Ours (what is needed to release it).
+    Ours(Holding),
     /// Someone else's, still live.
     Held,
+}
+
+/// A file this process holds: the line it wrote, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Holding {
+    line: String,
+    at: std::time::Instant,
+    ttl: Duration,
 }
 
 /// What an exclusive file says about itself.
@@ -59,14 +71,18 @@ pub(crate) fn take(path: &Path, magic: &str, ttl: Duration) -> io::Result<Taken>
                     let _ = fs::remove_file(path);
                     return Err(e);
                 }
-                return Ok(Taken::Ours(line));
+                return Ok(Taken::Ours(Holding {
+                    line,
+                    at: std::time::Instant::now(),
+                    ttl,
+                }));
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match state(path, magic, ttl) {
                 State::Live => return Ok(Taken::Held),
                 State::Gone => {}
                 State::Expired => {
                     tracing::debug!(path = %path.display(), "taking over an expired {magic}");
-                    let _ = fs::remove_file(path);
+                    remove_busy(path);
                 }
             },
             Err(e) => return Err(e),
@@ -75,10 +91,26 @@ pub(crate) fn take(path: &Path, magic: &str, ttl: Duration) -> io::Result<Taken>
     Ok(Taken::Held)
 }
 
-/// Remove `path` if it still holds `line`.
-pub(crate) fn release(path: &Path, line: &str) {
-    if fs::read_to_string(path).is_ok_and(|now| now == line) {
-        let _ = fs::remove_file(path);
+/// Give up a file this process holds (see the module docs).
+pub(crate) fn release(path: &Path, holding: &Holding) {
+    let early = holding.at.elapsed() < holding.ttl / 2;
+    if early || fs::read_to_string(path).is_ok_and(|now| now == holding.line) {
+        remove_busy(path);
+    }
+}
+
+/// Remove a file others may have open for a moment. SMB refuses to unlink an
+/// open file (`EBUSY`), and other workers open these files briefly to read
+/// their expiry: retry for a little while rather than leave a lease or claim
+/// standing until it expires.
+pub(crate) fn remove_busy(path: &Path) {
+    for _ in 0..50 {
+        match fs::remove_file(path) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            _ => return,
+        }
     }
 }
 

@@ -48,11 +48,16 @@ impl DirStore {
     pub(crate) fn publish(&self, id: &BlockId, data: &[u8]) -> Result<(), StoreError> {
         let final_path = self.block_path(id);
         let object_dir = self.object_dir(&id.key);
+        // Journal time of this placement: taken before it starts, so a block
+        // that lands in a directory an eviction is moving away counts as older
+        // than the eviction (and is not counted); refreshed below if the
+        // directory has to be made again.
+        let mut since = crate::usage::now_ms();
         ensure_dir(&object_dir, self.root())?;
         let header = format::encode_header(&id.key, id.index, data);
         let tmp = self.write_temp(&header, data)?;
-        if self.place(tmp, &final_path, &object_dir)? {
-            self.record_placed(id, (header.len() + data.len()) as u64);
+        if self.place(tmp, &final_path, &object_dir, &mut since)? {
+            self.record_placed(id, (header.len() + data.len()) as u64, since);
         }
         Ok(())
     }
@@ -100,6 +105,7 @@ impl DirStore {
         mut tmp: TempFile,
         final_path: &Path,
         object_dir: &Path,
+        since: &mut u64,
     ) -> Result<bool, StoreError> {
         for attempt in 0..2 {
             let retry = attempt == 0;
@@ -114,6 +120,7 @@ impl DirStore {
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound && retry => {
+                        *since = crate::usage::now_ms();
                         ensure_dir(object_dir, self.root())?;
                         continue;
                     }
@@ -131,6 +138,7 @@ impl DirStore {
                     return Ok(false);
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound && retry => {
+                    *since = crate::usage::now_ms();
                     ensure_dir(object_dir, self.root())?;
                 }
                 Err(e) => return Err(StoreError::io("rename temp file to", final_path, e)),

@@ -73,7 +73,7 @@ fn the_sweep_evicts_least_recently_read_objects_first() {
     }
     fs::create_dir_all(dir.path().join("inputfs-v1/index")).unwrap();
     index
-        .save(&dir.path().join("inputfs-v1/index/usage"), store.tmp_dir())
+        .save_new(&dir.path().join("inputfs-v1/index"), store.tmp_dir())
         .unwrap();
     let limits = Limits {
         max_bytes: Some(2 * 3 * FILE),
@@ -159,7 +159,7 @@ fn a_sweeper_counts_what_other_workers_placed() {
     // B sweeps: it has never seen A's objects except through A's journal.
     let report = b.evict(&Limits::default(), false).unwrap().unwrap();
     assert_eq!(report.used_before, 7 * FILE);
-    let index = Index::load(&dir.path().join("inputfs-v1/index/usage"))
+    let index = Index::load_latest(&dir.path().join("inputfs-v1/index"))
         .unwrap()
         .unwrap();
     assert_eq!(index.objects[&key(1)].blocks.len(), 4);

@@ -21,6 +21,67 @@ pub struct Cli {
 pub enum Command {
     /// Mount inputs at MOUNTPOINT; returns once the tree is serving.
     Mount(MountArgs),
+    /// Show what cache directories hold and how they are used.
+    Status {
+        #[command(flatten)]
+        dirs: TierDirs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sweep cache directories now: evict least recently read objects down to the
+    /// limit, and remove what dead workers left behind.
+    Gc {
+        #[command(flatten)]
+        dirs: TierDirs,
+        /// Evict down to this size (default: the limits the mounts configured).
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<ByteSize>,
+        /// Say what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The cache directories a maintenance command works on.
+#[derive(Args, Debug, Clone)]
+pub struct TierDirs {
+    /// A local cache directory.
+    #[arg(long, value_name = "DIR", env = "INPUTFS_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// A shared cache directory.
+    #[arg(long, value_name = "DIR", env = "INPUTFS_SHARED_CACHE")]
+    pub shared_cache: Option<PathBuf>,
+}
+
+impl TierDirs {
+    /// (tier name, directory) for each directory given; at least one is needed.
+    pub fn list(&self) -> anyhow::Result<Vec<(&'static str, PathBuf)>> {
+        let dirs: Vec<_> = [("local", &self.cache_dir), ("shared", &self.shared_cache)]
+            .into_iter()
+            .filter_map(|(tier, dir)| dir.clone().map(|d| (tier, d)))
+            .collect();
+        if dirs.is_empty() {
+            anyhow::bail!("give --cache-dir DIR and/or --shared-cache DIR");
+        }
+        Ok(dirs)
+    }
+}
+
+/// A percentage from 0 to 100, with or without a `%`.
+fn percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a percentage"))?;
+    if (0.0..=100.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s:?} is not between 0 and 100"))
+    }
 }
 
 /// What to read: the inputs.
@@ -57,6 +118,10 @@ pub struct CacheArgs {
     /// Shared block cache directory on a network filesystem all workers mount.
     #[arg(long, value_name = "DIR", env = "INPUTFS_SHARED_CACHE")]
     pub shared_cache: Option<PathBuf>,
+    /// Fail the mount if the --shared-cache directory is unusable (missing, not
+    /// writable...) instead of warning and reading without it until it works.
+    #[arg(long, env = "INPUTFS_REQUIRE_SHARED_CACHE")]
+    pub require_shared_cache: bool,
     /// Block size: the unit of caching and of origin requests (part of the cache
     /// identity: workers sharing a cache should agree on it).
     #[arg(
@@ -84,6 +149,19 @@ pub struct CacheArgs {
         default_value = "20s"
     )]
     pub claim_timeout: humantime::Duration,
+    /// Most bytes the local cache may hold; least recently read objects are
+    /// evicted past it.
+    #[arg(long, value_name = "SIZE", env = "INPUTFS_CACHE_MAX_SIZE")]
+    pub cache_max_size: Option<ByteSize>,
+    /// Percent of the local cache's filesystem to keep free.
+    #[arg(long, value_name = "PERCENT", env = "INPUTFS_CACHE_MIN_FREE", value_parser = percent)]
+    pub cache_min_free: Option<f64>,
+    /// Most bytes the shared cache may hold (enforced by whichever worker sweeps).
+    #[arg(long, value_name = "SIZE", env = "INPUTFS_SHARED_CACHE_MAX_SIZE")]
+    pub shared_cache_max_size: Option<ByteSize>,
+    /// Percent of the shared cache's filesystem to keep free.
+    #[arg(long, value_name = "PERCENT", env = "INPUTFS_SHARED_CACHE_MIN_FREE", value_parser = percent)]
+    pub shared_cache_min_free: Option<f64>,
 }
 
 #[derive(Args, Debug, Clone)]

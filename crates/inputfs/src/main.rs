@@ -6,10 +6,13 @@
 
 mod cli;
 mod daemon;
+mod gc;
 mod inputs;
 mod logging;
+mod maintain;
 mod mount;
 mod stack;
+mod status;
 
 use clap::Parser;
 
@@ -25,8 +28,21 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if !matches!(cli.command, cli::Command::Mount(_)) {
+        // Reporting commands behave like other Unix tools when their reader goes
+        // away (`inputfs status | head`): end quietly instead of failing to print.
+        // SAFETY: setting a signal's disposition to the default is always sound.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let result = match cli.command {
         cli::Command::Mount(args) => mount::run(args),
+        cli::Command::Status { dirs, json } => status::run(&dirs, json),
+        cli::Command::Gc {
+            dirs,
+            max_size,
+            dry_run,
+            json,
+        } => gc::run(&dirs, max_size, dry_run, json),
     };
     if let Err(e) = result {
         eprintln!("inputfs: error: {}", one_line(&e));

@@ -15,6 +15,7 @@ use inputfs_source::Origin;
 
 use crate::cli::MountArgs;
 use crate::daemon::{self, Ready};
+use crate::maintain::Maintenance;
 use crate::{inputs, logging, stack};
 
 /// How long an unmount waits for background cache publishes to finish.
@@ -37,7 +38,7 @@ pub fn run(args: MountArgs) -> Result<()> {
         .thread_name("inputfs-io")
         .build()
         .context("cannot start the async runtime")?;
-    let (session, engine) = match start(&args, &runtime) {
+    let (session, engine, upkeep) = match start(&args, &runtime) {
         Ok(started) => started,
         Err(e) => {
             if let Some(ready) = ready {
@@ -53,6 +54,7 @@ pub fn run(args: MountArgs) -> Result<()> {
     if !runtime.block_on(engine.shutdown(DRAIN)) {
         tracing::warn!("unmounted before every cache publish finished");
     }
+    upkeep.stop();
     tracing::info!("unmounted {}", args.mountpoint.display());
     Ok(())
 }
@@ -61,7 +63,7 @@ pub fn run(args: MountArgs) -> Result<()> {
 fn start(
     args: &MountArgs,
     runtime: &tokio::runtime::Runtime,
-) -> Result<(fuser::BackgroundSession, Arc<Engine>)> {
+) -> Result<(fuser::BackgroundSession, Arc<Engine>, Maintenance)> {
     let mountpoint = check_mountpoint(&args.mountpoint)?;
     let specs = inputs::collect(&args.inputs)?;
     let origin = Origin::new();
@@ -104,7 +106,8 @@ fn start(
         "mounted {} inputs", specs.len()
     );
     stack.sweep_in_background();
-    Ok((session, engine))
+    let upkeep = stack.maintain(mountpoint.clone());
+    Ok((session, engine, upkeep))
 }
 
 /// Serve until the mount is unmounted from outside, or a signal asks us to stop.

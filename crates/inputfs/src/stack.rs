@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use inputfs_core::{BlockStore, Engine, EngineConfig, Retrying};
 use inputfs_source::Origin;
-use inputfs_store::DirStore;
+use inputfs_store::{DirStore, Limits};
 
 use crate::cli::CacheArgs;
 
@@ -32,6 +32,11 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// Start the upkeep thread (journals, statistics, periodic sweeps).
+    pub fn maintain(&self, mountpoint: std::path::PathBuf) -> crate::maintain::Maintenance {
+        crate::maintain::Maintenance::start(self.engine.clone(), self.stores.clone(), mountpoint)
+    }
+
     /// Remove what dead workers left in the caches, off the mount's path.
     pub fn sweep_in_background(&self) {
         let ttl = self.engine.config().claim_timeout;
@@ -52,19 +57,40 @@ pub fn engine(cache: &CacheArgs, origin: Origin) -> Result<Stack> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("--cache-dir {}: cannot create", dir.display()))?;
         let store = DirStore::open(&dir, "local")
-            .with_context(|| format!("--cache-dir {}", dir.display()))?;
+            .with_context(|| format!("--cache-dir {}", dir.display()))?
+            .with_limits(Limits {
+                max_bytes: cache.cache_max_size.map(|s| s.as_u64()),
+                min_free_percent: cache.cache_min_free,
+            });
         stores.push(Arc::new(store));
     }
+    // The origin is the source of truth: an unusable shared directory slows the
+    // fleet down but must not stop this job, unless asked to. Either way the
+    // tier sets itself up by itself once the directory works.
+    let mut shared_unusable = None;
+    if cache.require_shared_cache && cache.shared_cache.is_none() {
+        bail!("--require-shared-cache needs --shared-cache DIR");
+    }
     if let Some(dir) = &cache.shared_cache {
-        match DirStore::open(dir, "shared") {
-            Ok(store) => stores.push(Arc::new(store.with_claims())),
-            // The origin is the source of truth: a missing shared mount slows the
-            // fleet down but must not stop this job.
-            Err(e) => tracing::warn!(
-                "--shared-cache {} is unusable, reading without it: {e}",
-                dir.display()
-            ),
-        }
+        let store = if cache.require_shared_cache {
+            DirStore::open(dir, "shared").with_context(|| {
+                format!("--shared-cache {} (--require-shared-cache)", dir.display())
+            })?
+        } else {
+            let (store, err) = DirStore::open_lenient(dir, "shared");
+            shared_unusable = err.map(|e| inputfs_core::Error::Tier {
+                tier: "shared".into(),
+                message: format!(
+                    "--shared-cache {} is unusable, reading without it until it works: {e}",
+                    dir.display()
+                ),
+            });
+            store
+        };
+        stores.push(Arc::new(store.with_claims().with_limits(Limits {
+            max_bytes: cache.shared_cache_max_size.map(|s| s.as_u64()),
+            min_free_percent: cache.shared_cache_min_free,
+        })));
     }
     let config = EngineConfig {
         block_size: cache.block_size.as_u64(),
@@ -78,5 +104,9 @@ pub fn engine(cache: &CacheArgs, origin: Origin) -> Result<Stack> {
         .collect();
     let engine = Engine::new(Arc::new(Retrying::with_defaults(origin)), tiers, config)
         .map_err(|e| anyhow!("--block-size/--memory-budget: {e}"))?;
+    if let Some(e) = shared_unusable {
+        // One warning now; the engine says when the tier has recovered.
+        engine.report_tier_error("shared", &e);
+    }
     Ok(Stack { engine, stores })
 }

@@ -1,8 +1,12 @@
 //! The usage index: which objects a cache directory holds, their block files and
 //! sizes, and when each was last read — kept by whichever worker sweeps.
 //!
-//! It lives in `index/usage` as a text snapshot (written to a temp file and
-//! renamed into place, so readers see an old or a new one, never half). A sweep
+//! It lives in `index/` as text snapshots, each under a name never used before
+//! (`usage.<unix ms>.<random>`), written to a temp file and renamed into place;
+//! the newest name wins and older ones are removed. Never reusing a name matters
+//! on SMB and sshfs, where a file replaced under a reused name can read back
+//! stale for a second or so; a reader that sees an older snapshot only re-folds
+//! records it already had (folding is idempotent). A sweep
 //! loads it, folds in what the journals recorded since (it remembers how far it
 //! read each journal file), and writes it back: the cost of a sweep grows with
 //! the activity since the last one, not with the size of the cache. A full rescan
@@ -10,10 +14,13 @@
 //! there is no usable snapshot, or once a day to correct drift (block files
 //! removed by hand, records lost with a worker that was killed before flushing).
 //!
-//! Snapshot lines: `inputfs-usage 1 <rescanned at>`, then `J <journal file>
-//! <offset>` per journal file, then `O <key> <last access> <index>:<bytes>,...`
-//! per object. Anything malformed makes the snapshot unusable, which only costs
-//! a rescan.
+//! Snapshot lines: `inputfs-usage 1 <rescanned at>`, `L <max bytes> <min free
+//! percent>`, then `J <journal file> <offset>` per journal file, then
+//! `O <key> <last access> <index>:<bytes>,...` per object, and last
+//! `end <number of objects>`. Anything malformed or cut short makes the snapshot
+//! unusable, which only costs a rescan. The trailer matters on SMB and sshfs,
+//! where a file just replaced by another client can read back cut at its old
+//! size: a snapshot missing its tail must not pass for one missing objects.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -55,6 +62,10 @@ pub struct Index {
     pub rescanned_at: u64,
     /// The limits of the last worker that swept with its configured limits.
     pub limits: super::Limits,
+    /// Objects evicted recently, with when: a placement recorded before its
+    /// object's eviction landed in a directory the eviction moved away, so it
+    /// is not counted (kept an hour, far longer than any journal lags).
+    pub evicted: BTreeMap<CacheKey, u64>,
     /// Records applied so far (the source of `ObjectUsage::touched`). Not saved.
     applied: u64,
 }
@@ -68,6 +79,29 @@ impl Index {
     /// Total block files.
     pub fn blocks(&self) -> usize {
         self.objects.values().map(|o| o.blocks.len()).sum()
+    }
+
+    /// Load the newest snapshot in `index_dir`: `Ok(None)` if there is none or it
+    /// is unusable.
+    pub fn load_latest(index_dir: &Path) -> io::Result<Option<Index>> {
+        match newest(index_dir) {
+            Some(path) => Self::load(&path),
+            None => Ok(None),
+        }
+    }
+
+    /// Write a new snapshot into `index_dir` (through `tmp_dir`) and remove the
+    /// older ones.
+    pub fn save_new(&self, index_dir: &Path, tmp_dir: &Path) -> io::Result<()> {
+        let name = format!("usage.{:013}.{:016x}", unix_ms(), fsutil::random_u64());
+        self.save(&index_dir.join(&name), tmp_dir)?;
+        for entry in fs::read_dir(index_dir)?.flatten() {
+            let other = entry.file_name().to_string_lossy().into_owned();
+            if other.starts_with("usage.") && other < name {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
     }
 
     /// Load the snapshot at `path`: `Ok(None)` if there is none or it is unusable.
@@ -87,9 +121,19 @@ impl Index {
             rescanned_at: header.parse().ok()?,
             ..Index::default()
         };
+        let mut ended = false;
         for line in lines {
+            if ended {
+                return None;
+            }
             let mut f = line.splitn(4, ' ');
             match (f.next()?, f.next(), f.next(), f.next()) {
+                ("end", Some(n), None, None) => {
+                    if n.parse::<usize>().ok()? != index.objects.len() {
+                        return None;
+                    }
+                    ended = true;
+                }
                 ("L", Some(max), Some(free), None) => {
                     index.limits = super::Limits {
                         max_bytes: if max == "-" {
@@ -103,6 +147,9 @@ impl Index {
                             Some(free.parse().ok()?)
                         },
                     };
+                }
+                ("X", Some(key), Some(at), None) => {
+                    index.evicted.insert(parse_key(key)?, at.parse().ok()?);
                 }
                 ("J", Some(name), Some(off), None) => {
                     index.consumed.insert(name.to_string(), off.parse().ok()?);
@@ -121,11 +168,11 @@ impl Index {
                 _ => return None,
             }
         }
-        Some(index)
+        ended.then_some(index)
     }
 
     /// Write the snapshot to `path` atomically (temp file in `tmp_dir`, rename).
-    pub fn save(&self, path: &Path, tmp_dir: &Path) -> io::Result<()> {
+    fn save(&self, path: &Path, tmp_dir: &Path) -> io::Result<()> {
         let mut text = format!("{MAGIC} {}\n", self.rescanned_at);
         let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         text.push_str(&format!(
@@ -136,6 +183,9 @@ impl Index {
         for (name, off) in &self.consumed {
             text.push_str(&format!("J {name} {off}\n"));
         }
+        for (key, at) in &self.evicted {
+            text.push_str(&format!("X {} {at}\n", key.to_hex()));
+        }
         for (key, obj) in &self.objects {
             let blocks: Vec<String> = obj.blocks.iter().map(|(i, b)| format!("{i}:{b}")).collect();
             text.push_str(&format!(
@@ -145,6 +195,7 @@ impl Index {
                 blocks.join(",")
             ));
         }
+        text.push_str(&format!("end {}\n", self.objects.len()));
         let tmp = tmp_dir.join(format!("{}.usage", fsutil::unique_stem()));
         let result = fs::File::create(&tmp)
             .and_then(|mut f| {
@@ -186,6 +237,15 @@ impl Index {
                 }
             }
         }
+    }
+
+    /// Forget `key` as evicted now.
+    pub fn evict(&mut self, key: &CacheKey) {
+        self.objects.remove(key);
+        let now = unix_ms();
+        self.evicted.insert(*key, now);
+        self.evicted
+            .retain(|_, at| now.saturating_sub(*at) < 3_600_000);
     }
 
     /// Fold in every complete journal line not yet consumed. Returns how many
@@ -252,6 +312,17 @@ impl Index {
         }
         index
     }
+}
+
+/// The newest snapshot file of `index_dir` (names sort by time).
+fn newest(index_dir: &Path) -> Option<std::path::PathBuf> {
+    fs::read_dir(index_dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("usage."))
+        .max()
+        .map(|n| index_dir.join(n))
 }
 
 fn read_from(path: &Path, offset: u64) -> io::Result<String> {

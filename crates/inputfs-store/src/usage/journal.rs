@@ -83,13 +83,13 @@ impl Journal {
         }
     }
 
-    /// Record a block file this worker placed, of `bytes` bytes on disk.
-    pub(crate) fn placed(&self, id: &BlockId, bytes: u64) {
-        let now = unix_ms();
+    /// Record a block file this worker placed, of `bytes` bytes on disk, in a
+    /// placement that started at `since` (Unix ms).
+    pub(crate) fn placed(&self, id: &BlockId, bytes: u64, since: u64) {
         let mut st = self.state();
-        st.last_access.insert(id.key, now);
+        st.last_access.insert(id.key, unix_ms());
         st.pending.push_str(&format!(
-            "P {} {} {bytes} {now}\n",
+            "P {} {} {bytes} {since}\n",
             id.key.to_hex(),
             id.index
         ));
@@ -254,6 +254,7 @@ mod tests {
                 index: 7,
             },
             4168,
+            unix_ms(),
         );
         j.removed(&BlockId {
             key: key(2),

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 pub use index::{Index, ObjectUsage};
 pub use journal::ACCESS_INTERVAL;
+pub(crate) use journal::unix_ms as now_ms;
 
 use crate::dir::DirStore;
 use crate::error::StoreError;
@@ -76,6 +77,8 @@ pub(crate) struct Usage {
     limits: Limits,
     /// Bytes in the directory as this worker last knew it plus what it placed.
     estimate: AtomicU64,
+    /// Bytes this worker placed since it last offered to sweep.
+    placed_since_sweep: AtomicU64,
 }
 
 impl std::fmt::Debug for Usage {
@@ -93,6 +96,7 @@ impl Usage {
             journal: journal::Journal::new(&root.join("journal")),
             limits: Limits::default(),
             estimate: AtomicU64::new(0),
+            placed_since_sweep: AtomicU64::new(0),
         }
     }
 }
@@ -117,16 +121,31 @@ impl DirStore {
         self.usage().journal.removed(id);
     }
 
-    /// Called after this worker placed a block file: journal it, and sweep now if
-    /// that took the directory over its size limit.
-    pub(crate) fn record_placed(&self, id: &inputfs_core::BlockId, bytes: u64) {
+    /// Called after this worker placed a block file: journal it (at once, so
+    /// whichever worker sweeps next counts it), and sweep now if that took this
+    /// worker's estimate over the size limit — or, since other workers place
+    /// blocks too, once every eighth of the limit (at most 1 GiB) placed.
+    pub(crate) fn record_placed(&self, id: &inputfs_core::BlockId, bytes: u64, since: u64) {
         let usage = self.usage();
-        usage.journal.placed(id, bytes);
+        usage.journal.placed(id, bytes, since);
+        let _ = self.flush_usage();
+        if !usage.limits.is_set() {
+            return;
+        }
         let estimate = usage.estimate.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if usage.limits.max_bytes.is_some_and(|max| estimate > max)
-            && let Err(e) = self.sweep_usage(false)
-        {
-            tracing::debug!(tier = self.name_str(), error = %e, "sweep failed");
+        let placed = usage.placed_since_sweep.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let every = usage
+            .limits
+            .max_bytes
+            .map_or(1 << 30, |m| (m / 8).clamp(1, 1 << 30));
+        let over = usage.limits.max_bytes.is_some_and(|max| estimate > max);
+        if over || placed >= every {
+            usage.placed_since_sweep.store(0, Ordering::Relaxed);
+            match self.sweep_usage(false) {
+                Ok(Some(_)) => {}
+                Ok(None) => tracing::debug!(tier = self.name_str(), "another worker is sweeping"),
+                Err(e) => tracing::debug!(tier = self.name_str(), error = %e, "sweep failed"),
+            }
         }
     }
 
@@ -168,13 +187,13 @@ impl DirStore {
         let index_dir = self.root().join("index");
         ensure_dir(&index_dir, self.root())?;
         let lease_path = index_dir.join("lease");
-        let line = match exclusive::take(&lease_path, LEASE_MAGIC, LEASE_TTL) {
-            Ok(Taken::Ours(line)) => line,
+        let holding = match exclusive::take(&lease_path, LEASE_MAGIC, LEASE_TTL) {
+            Ok(Taken::Ours(holding)) => holding,
             Ok(Taken::Held) => return Ok(None),
             Err(e) => return Err(StoreError::io("take sweep lease", &lease_path, e)),
         };
         let result = self.evict_holding_lease(limits, dry_run, configured);
-        exclusive::release(&lease_path, &line);
+        exclusive::release(&lease_path, &holding);
         result.map(Some)
     }
 
@@ -185,8 +204,9 @@ impl DirStore {
         configured: bool,
     ) -> Result<Eviction, StoreError> {
         let _ = self.flush_usage();
-        let snapshot = self.root().join("index/usage");
-        let loaded = Index::load(&snapshot).map_err(|e| StoreError::io("read", &snapshot, e))?;
+        let index_dir = self.root().join("index");
+        let loaded =
+            Index::load_latest(&index_dir).map_err(|e| StoreError::io("read", &index_dir, e))?;
         let stale = |i: &Index| journal::unix_ms().saturating_sub(i.rescanned_at) > RESCAN_EVERY;
         // A rescan reflects the block files as they are now; folding the journals
         // in afterwards adds when objects were read (and at worst re-adds a block
@@ -234,7 +254,7 @@ impl DirStore {
                         continue;
                     }
                 }
-                index.objects.remove(&key);
+                index.evict(&key);
             }
             used -= bytes;
             report.objects += 1;
@@ -242,6 +262,12 @@ impl DirStore {
             report.bytes += bytes;
         }
         report.used_after = used;
+        tracing::debug!(
+            tier = self.name_str(),
+            ?report,
+            objects = index.objects.len(),
+            "swept"
+        );
         if !dry_run {
             empty_trash(&trash);
             journal::remove_files(&self.root().join("journal"), |name, age| {
@@ -256,8 +282,8 @@ impl DirStore {
                 index.limits = *limits;
             }
             index
-                .save(&snapshot, self.tmp_dir())
-                .map_err(|e| StoreError::io("write", &snapshot, e))?;
+                .save_new(&index_dir, self.tmp_dir())
+                .map_err(|e| StoreError::io("write usage index in", &index_dir, e))?;
             self.usage().estimate.store(used, Ordering::Relaxed);
             if report.objects > 0 {
                 tracing::info!(
@@ -290,12 +316,10 @@ impl DirStore {
     /// The index as of now, without changing anything: the last snapshot plus
     /// the journals since (or a rescan where there is no snapshot).
     pub fn usage_index(&self) -> Result<Index, StoreError> {
-        let snapshot = self.root().join("index/usage");
-        let mut index =
-            match Index::load(&snapshot).map_err(|e| StoreError::io("read", &snapshot, e))? {
-                Some(i) => i,
-                None => Index::rescan(self.objects_dir()),
-            };
+        let index_dir = self.root().join("index");
+        let loaded =
+            Index::load_latest(&index_dir).map_err(|e| StoreError::io("read", &index_dir, e))?;
+        let mut index = loaded.unwrap_or_else(|| Index::rescan(self.objects_dir()));
         index.ingest(&self.root().join("journal"));
         Ok(index)
     }
