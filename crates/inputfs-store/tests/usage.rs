@@ -235,3 +235,54 @@ fn a_cache_without_an_index_is_rescanned_once() {
     assert!(!second.rescanned);
     let _ = (ObjectUsage::default(), Duration::ZERO);
 }
+
+/// A tmpfs of a fixed size, unmounted (and removed) on drop.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn new(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "cannot mount a tmpfs (this test needs root)");
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[test]
+fn min_free_percent_is_kept_on_a_small_filesystem() {
+    let fs = Tmpfs::new("2m");
+    let store = DirStore::open(fs.0.path(), "local")
+        .unwrap()
+        .with_limits(Limits {
+            max_bytes: None,
+            min_free_percent: Some(50.0),
+        });
+    // ~1.2 MiB of blocks on a 2 MiB filesystem: over half of it used.
+    for n in 0..12 {
+        put_object(&store, n, 10);
+    }
+    let report = store.sweep_usage(false).unwrap().unwrap();
+    assert!(report.objects > 0, "nothing evicted: {report:?}");
+    let st = nix::sys::statvfs::statvfs(fs.0.path()).unwrap();
+    let free = st.blocks_available() as f64 / st.blocks() as f64;
+    assert!(
+        free >= 0.5,
+        "only {:.0}% free after the sweep",
+        free * 100.0
+    );
+    // The most recently placed object is the one kept.
+    assert!(has_object(&store, 11));
+}
