@@ -19,6 +19,7 @@ pub mod mounts;
 pub mod netfs;
 pub mod nginx;
 pub mod s3;
+pub mod users;
 
 pub use bins::{dead_endpoint, free_port, require_binary, wait_for_port};
 pub use data::{pattern, sha256_file, sha256_hex};

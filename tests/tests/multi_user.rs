@@ -3,58 +3,13 @@
 //! users come from scripts/setup (fusermount3 needs real user names).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use inputfs_tests::mounts::Mount;
+use inputfs_tests::users::{owned_dir, sha256_as, user};
 use inputfs_tests::{S3Server, pattern, sha256_hex};
 
 const BUCKET: &str = "users";
-
-/// (uid, gid) of a test user, or a loud failure naming the fix.
-fn user(name: &str) -> (u32, u32) {
-    let id = |flag: &str| -> u32 {
-        let out = Command::new("id").arg(flag).arg(name).output().unwrap();
-        assert!(
-            out.status.success(),
-            "user {name} is missing: run scripts/setup (as root)"
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    (id("-u"), id("-g"))
-}
-
-/// sha256 of a file, read by `who` (a FUSE mount only answers its own user).
-fn sha256_as(who: (u32, u32), path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .uid(who.0)
-        .gid(who.1)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
-fn owned_dir(path: &Path, who: (u32, u32)) -> PathBuf {
-    std::fs::create_dir_all(path).unwrap();
-    std::os::unix::fs::chown(path, Some(who.0), Some(who.1)).unwrap();
-    path.to_path_buf()
-}
 
 #[test]
 fn workers_of_two_users_in_one_group_share_the_cache() {

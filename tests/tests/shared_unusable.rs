@@ -9,12 +9,12 @@
 //! root); each is unmounted by a guard, also when a test panics.
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use inputfs_tests::mounts::{Mount, is_mounted, run_inputfs};
+use inputfs_tests::users::{sha256_as, user};
 use inputfs_tests::{S3Server, pattern, sha256_hex};
 
 const BUCKET: &str = "unusable";
@@ -339,44 +339,6 @@ fn a_vanished_shared_mount_is_never_written_to_until_a_cache_is_back() {
 fn dev(path: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).unwrap().dev()
-}
-
-/// (uid, gid) of a test user, or a loud failure naming the fix.
-fn user(name: &str) -> (u32, u32) {
-    let id = |flag: &str| -> u32 {
-        let out = Command::new("id").arg(flag).arg(name).output().unwrap();
-        assert!(
-            out.status.success(),
-            "user {name} is missing: run scripts/setup (as root)"
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    (id("-u"), id("-g"))
-}
-
-/// sha256 of a file, read by `who` (a FUSE mount only answers its own user).
-fn sha256_as(who: (u32, u32), path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .uid(who.0)
-        .gid(who.1)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
 }
 
 #[test]

@@ -141,3 +141,26 @@ pub fn space(path: &Path) -> Option<(u64, u64)> {
     let frsize = st.fragment_size();
     Some((st.blocks() * frsize, st.blocks_available() * frsize))
 }
+
+/// How long ago a directory entry was last modified (zero if it cannot tell).
+pub fn age(entry: &fs::DirEntry) -> std::time::Duration {
+    entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .unwrap_or_default()
+}
+
+/// Remove the files of `dir` for which `doomed(name, age)` holds; best effort.
+/// Returns how many were removed.
+pub fn remove_files_where(dir: &Path, doomed: impl Fn(&str, std::time::Duration) -> bool) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| doomed(&e.file_name().to_string_lossy(), age(e)))
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
+}

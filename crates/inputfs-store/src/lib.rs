@@ -35,5 +35,5 @@ pub mod usage;
 pub use dir::{DirStore, ROOT_NAME};
 pub use error::StoreError;
 pub use health::RETRY_EVERY;
-pub use sweep::Swept;
+pub use sweep::{Strays, Swept};
 pub use usage::{Eviction, Limits};

@@ -10,11 +10,19 @@
 //! for a post-mortem, then removed.
 
 use std::fs;
-use std::path::Path;
 use std::time::Duration;
 
 use crate::dir::DirStore;
 use crate::fsutil;
+
+/// Leftovers a cache directory holds right now (for `inputfs status`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Strays {
+    pub temp_files: usize,
+    /// Temp files older than the sweep's limit: leftovers, not publishes.
+    pub stale_temp_files: usize,
+    pub claims: usize,
+}
 
 /// What a sweep removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -25,15 +33,31 @@ pub struct Swept {
 }
 
 impl DirStore {
+    /// Count temp files (and those older than `stale_after`) and claims.
+    pub fn strays(&self, stale_after: Duration) -> Strays {
+        let mut strays = Strays::default();
+        for e in fs::read_dir(self.tmp_dir()).into_iter().flatten().flatten() {
+            strays.temp_files += 1;
+            if fsutil::age(&e) >= stale_after {
+                strays.stale_temp_files += 1;
+            }
+        }
+        strays.claims = fs::read_dir(self.claims_dir())
+            .into_iter()
+            .flatten()
+            .count();
+        strays
+    }
+
     /// Remove leftovers of dead workers (see the module docs). Never fails:
     /// anything it cannot remove is left for the next sweep.
     pub fn sweep(&self, stale_after: Duration, claim_ttl: Duration) -> Swept {
         let swept = Swept {
-            temp_files: remove_matching(self.tmp_dir(), |name, age| {
+            temp_files: fsutil::remove_files_where(self.tmp_dir(), |name, age| {
                 dead_local_writer(name) || age >= stale_after
             }),
             claims: self.sweep_claims(claim_ttl),
-            corrupt: remove_matching(self.corrupt_dir(), |_, age| age >= stale_after),
+            corrupt: fsutil::remove_files_where(self.corrupt_dir(), |_, age| age >= stale_after),
         };
         if swept != Swept::default() {
             tracing::info!(
@@ -44,26 +68,6 @@ impl DirStore {
         }
         swept
     }
-}
-
-/// Remove the files of `dir` for which `stale(name, age)` holds.
-fn remove_matching(dir: &Path, stale: impl Fn(&str, Duration) -> bool) -> usize {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .filter(|e| {
-            let age = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .unwrap_or_default();
-            stale(&e.file_name().to_string_lossy(), age)
-        })
-        .filter(|e| fs::remove_file(e.path()).is_ok())
-        .count()
 }
 
 /// Whether a temp file name (`<host>.<pid>.<random>.tmp`) was written by a

@@ -73,8 +73,7 @@ fn tier_status(tier: &str, dir: &Path) -> Result<TierStatus> {
         .usage_index()
         .with_context(|| format!("{}: cannot read the usage index", dir.display()))?;
     let accesses = index.objects.values().map(|o| o.last_access);
-    let (temp_files, stale_temp_files) = count(store.tmp_dir(), |age| age >= STALE_TEMP);
-    let (claims, _) = count(store.claims_dir(), |_| false);
+    let strays = store.strays(STALE_TEMP);
     let workers = live_workers(&store);
     let (hits, misses) = workers
         .iter()
@@ -95,32 +94,14 @@ fn tier_status(tier: &str, dir: &Path) -> Result<TierStatus> {
         blocks: index.blocks(),
         oldest_access_unix_ms: accesses.clone().min(),
         newest_access_unix_ms: accesses.max(),
-        temp_files,
-        stale_temp_files,
-        claims,
+        temp_files: strays.temp_files,
+        stale_temp_files: strays.stale_temp_files,
+        claims: strays.claims,
         running_workers: workers.len(),
         hits,
         misses,
         hit_ratio: (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
     })
-}
-
-/// (files in `dir`, of which `old(age)` holds).
-fn count(dir: &Path, old: impl Fn(Duration) -> bool) -> (usize, usize) {
-    let mut n = (0, 0);
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        n.0 += 1;
-        let age = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .unwrap_or_default();
-        if old(age) {
-            n.1 += 1;
-        }
-    }
-    n
 }
 
 fn live_workers(store: &DirStore) -> Vec<WorkerStats> {

@@ -16,7 +16,7 @@
 //! - `R <key> <index>`: this worker removed a block file (it failed a check).
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
+use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -213,30 +213,11 @@ pub(crate) fn parse_key(hex: &str) -> Option<CacheKey> {
     Some(CacheKey(out))
 }
 
-/// Remove journal files of this directory that `keep` rejects (best effort).
-pub(crate) fn remove_files(dir: &Path, keep: impl Fn(&str, Duration) -> bool) -> usize {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .filter(|e| {
-            let age = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .unwrap_or_default();
-            !keep(&e.file_name().to_string_lossy(), age)
-        })
-        .filter(|e| fs::remove_file(e.path()).is_ok())
-        .count()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::fs;
 
     fn key(b: u8) -> CacheKey {
         CacheKey([b; 32])

@@ -270,10 +270,10 @@ impl DirStore {
         );
         if !dry_run {
             empty_trash(&trash);
-            journal::remove_files(&self.root().join("journal"), |name, age| {
+            fsutil::remove_files_where(&self.root().join("journal"), |name, age| {
                 let own = name.starts_with(self.usage().journal.stem());
                 let consumed = index.consumed.contains_key(name);
-                own || age < JOURNAL_STALE || !consumed
+                !own && age >= JOURNAL_STALE && consumed
             });
             index
                 .consumed
