@@ -281,3 +281,30 @@ fn check_key_rules() {
     assert!(check_key("..").is_err());
     assert!(check_key("a/\u{7f}").is_err());
 }
+
+proptest::proptest! {
+    /// No string, however odd, makes the URL parser panic.
+    #[test]
+    fn parse_url_never_panics(s in "\\PC*") {
+        let _ = parse_url(&s);
+    }
+
+    /// Nor does anything after a known scheme (the paths most likely to reach deep
+    /// into the parser).
+    #[test]
+    fn parse_url_never_panics_after_a_scheme(
+        scheme in proptest::sample::select(vec!["s3://", "gs://", "az://", "http://", "https://", "file://"]),
+        rest in "[a-zA-Z0-9/._%?&=*:@ \\-\\u{0}\\u{e9}]{0,60}",
+    ) {
+        let _ = parse_url(&format!("{scheme}{rest}"));
+    }
+
+    /// Whatever parses has a canonical URL without credentials of a signed URL.
+    #[test]
+    fn canonical_urls_carry_no_signature(key in "[a-z0-9/]{1,20}", sig in "[A-Za-z0-9]{8,20}") {
+        let url = format!("https://host.example/{key}x?X-Amz-Signature={sig}&sig={sig}&keep=1");
+        if let Ok(parsed) = parse_url(&url) {
+            proptest::prop_assert!(!parsed.canonical.contains(&sig));
+        }
+    }
+}

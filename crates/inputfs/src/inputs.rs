@@ -56,7 +56,12 @@ pub fn collect(args: &InputArgs) -> Result<Vec<InputSpec>> {
 fn read_manifest(path: &Path) -> Result<Vec<InputSpec>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("--inputs {}: cannot read", path.display()))?;
-    let manifest: Manifest = serde_json::from_str(&text)
+    parse_manifest(&text, path)
+}
+
+/// Parse and validate manifest `text` (read from `path`, for messages).
+fn parse_manifest(text: &str, path: &Path) -> Result<Vec<InputSpec>> {
+    let manifest: Manifest = serde_json::from_str(text)
         .with_context(|| format!("--inputs {}: not a valid manifest", path.display()))?;
     manifest
         .inputs
@@ -125,6 +130,23 @@ mod tests {
             err(&args(&[], Some(missing)))
                 .contains("--inputs /nonexistent/manifest.json: cannot read")
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn manifest_parsing_never_panics(text in ".*") {
+            let _ = parse_manifest(&text, Path::new("m.json"));
+        }
+
+        #[test]
+        fn manifests_of_arbitrary_names_and_urls_never_panic(
+            entries in proptest::collection::vec(("\\PC*", "\\PC*"), 0..5)
+        ) {
+            let json = serde_json::json!({
+                "inputs": entries.iter().map(|(n, u)| serde_json::json!({"name": n, "url": u})).collect::<Vec<_>>()
+            });
+            let _ = parse_manifest(&json.to_string(), Path::new("m.json"));
+        }
     }
 
     #[test]
