@@ -307,7 +307,7 @@ impl S3Server {
     }
 
     /// A client for uploads through the S3 API (so s3s-fs records its metadata).
-    fn client(&self, bucket: &str) -> AmazonS3 {
+    pub fn client(&self, bucket: &str) -> AmazonS3 {
         AmazonS3Builder::new()
             .with_endpoint(self.endpoint())
             .with_access_key_id(ACCESS_KEY)
