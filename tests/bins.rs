@@ -50,6 +50,22 @@ pub fn dead_endpoint() -> String {
     format!("http://127.0.0.1:{}", free_port())
 }
 
+/// Stop a server this test started: SIGTERM to its PID (nothing else), up to
+/// five seconds to exit, then SIGKILL; always reaped.
+pub fn stop_child(child: &mut std::process::Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

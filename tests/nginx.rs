@@ -1,5 +1,6 @@
 //! [`NginxServer`]: a real HTTP origin (Debian nginx) serving a directory on
-//! `127.0.0.1:<free port>`, for `http(s)://` inputs.
+//! `127.0.0.1:<free port>`, for `http(s)://` inputs; [`NginxServer::start_tls`]
+//! serves `https://` with a [`crate::TestCa`] leaf certificate.
 //!
 //! nginx honours `Range`, sends a strong `ETag` (mtime and size) and answers a
 //! stale `If-Match` with 412, which is what version pinning needs. It runs in the
@@ -40,6 +41,8 @@ pub struct NginxServer {
     addr: SocketAddr,
     dir: tempfile::TempDir,
     root: PathBuf,
+    /// `http` or `https`.
+    scheme: &'static str,
     /// Log bytes before this offset were reset away.
     log_start: Mutex<u64>,
 }
@@ -50,13 +53,28 @@ impl NginxServer {
         Self::start_with(root, "")
     }
 
+    /// Serve `root` over TLS (`https://127.0.0.1:PORT`) with `ca`'s leaf certificate.
+    pub fn start_tls(root: &Path, ca: &crate::tls::TestCa) -> NginxServer {
+        let listen = format!(
+            "ssl;\n        ssl_certificate {};\n        ssl_certificate_key {};",
+            ca.leaf_pem().display(),
+            ca.leaf_key().display()
+        );
+        Self::start_inner(root, "", &listen)
+    }
+
     /// Serve `root` with extra directives in the `server` block (`limit_rate 1m;`).
     pub fn start_with(root: &Path, extra: &str) -> NginxServer {
+        Self::start_inner(root, extra, ";")
+    }
+
+    /// `listen_tail` ends the `listen` directive: `;`, or `ssl;` plus certificates.
+    fn start_inner(root: &Path, extra: &str, listen_tail: &str) -> NginxServer {
         let nginx = require_binary("nginx");
         let root = root.canonicalize().expect("nginx root exists");
         let mut last_error = String::new();
         for _ in 0..5 {
-            match Self::try_start(&nginx, &root, extra) {
+            match Self::try_start(&nginx, &root, extra, listen_tail) {
                 Ok(server) => return server,
                 Err(e) if e.contains("Address already in use") => last_error = e,
                 Err(e) => panic!("nginx failed to start: {e}"),
@@ -65,7 +83,12 @@ impl NginxServer {
         panic!("nginx failed to start: {last_error}");
     }
 
-    fn try_start(nginx: &Path, root: &Path, extra: &str) -> Result<NginxServer, String> {
+    fn try_start(
+        nginx: &Path,
+        root: &Path,
+        extra: &str,
+        listen_tail: &str,
+    ) -> Result<NginxServer, String> {
         let dir = tempfile::tempdir().expect("temp dir for nginx");
         let d = dir.path();
         let port = free_port();
@@ -87,7 +110,7 @@ http {{
     default_type application/octet-stream;
     sendfile on;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port} {listen_tail}
         root {root};
         location = /__status/403 {{ return 403; }}
         location = /__status/404 {{ return 404; }}
@@ -136,13 +159,18 @@ http {{
             addr,
             dir,
             root: root.to_path_buf(),
+            scheme: if listen_tail.starts_with("ssl") {
+                "https"
+            } else {
+                "http"
+            },
             log_start: Mutex::new(0),
         })
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` when started with TLS)
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// The URL of `path` (relative to the served root, `/`-separated).
@@ -262,16 +290,6 @@ fn logs(dir: &Path) -> String {
 impl Drop for NginxServer {
     fn drop(&mut self) {
         // SIGQUIT would wait for open connections; SIGTERM is nginx's fast stop.
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::bins::stop_child(&mut self.child);
     }
 }

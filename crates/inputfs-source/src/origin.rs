@@ -136,17 +136,42 @@ impl Origin {
             return Ok(p.clone());
         }
         drop(objects);
-        let fail = |message: String| Error::Origin {
+        self.prepare_pinned(object).map_err(|e| Error::Origin {
             url: object.url.clone(),
-            message,
+            message: e.to_string(),
             retryable: false,
+        })
+    }
+
+    /// Make `object` — pinned by an earlier run and known only by its canonical
+    /// URL, as in a lock file — readable, without contacting the origin: parse the
+    /// URL as the name of one object, build its store's client and register it.
+    /// A `*` or `?` in the URL's last segment is part of the object's name here,
+    /// not a glob (a listed object may be called that).
+    pub fn prepare(&self, object: &ObjectId) -> Result<(), SourceError> {
+        self.prepare_pinned(object).map(|_| ())
+    }
+
+    fn prepare_pinned(&self, object: &ObjectId) -> Result<Pinned, SourceError> {
+        let parsed = parse_url(&object.url)?;
+        let key = match &parsed.target {
+            Target::Object { key } => key.clone(),
+            Target::Glob { prefix, pattern } if prefix.is_empty() => pattern.clone(),
+            Target::Glob { prefix, pattern } => format!("{prefix}/{pattern}"),
+            Target::Prefix { .. } => {
+                return Err(SourceError::bad_url(
+                    &object.url,
+                    "names a prefix, not one object",
+                ));
+            }
         };
-        let parsed = parse_url(&object.url).map_err(|e| fail(e.to_string()))?;
-        let Target::Object { key } = &parsed.target else {
-            return Err(fail("not the URL of a single object".into()));
-        };
-        let entry = self.store_for(&parsed).map_err(|e| fail(e.to_string()))?;
-        let path = Path::parse(key).map_err(|e| fail(e.to_string()))?;
+        let entry = self.store_for(&parsed)?;
+        let path = Path::parse(&key).map_err(|e| SourceError::BadKey {
+            input: String::new(),
+            url: object.url.clone(),
+            key: key.clone(),
+            reason: e.to_string(),
+        })?;
         let pinned = Pinned { entry, path };
         self.register(object.url.clone(), pinned.clone());
         Ok(pinned)
@@ -212,6 +237,9 @@ pub(crate) enum Class {
     Denied,
     /// Could not connect at all.
     Unreachable,
+    /// Connected, but the server's TLS certificate is not trusted (unknown CA,
+    /// wrong name, expired): a setting to fix, not worth retrying.
+    Certificate,
     /// Timeouts, dropped connections, 5xx, 429: may work if tried again.
     Transient,
     Permanent,
@@ -232,6 +260,9 @@ pub(crate) fn classify(e: &object_store::Error) -> Class {
 }
 
 fn classify_chain(e: &(dyn StdError + 'static)) -> Class {
+    if is_certificate_error(e) {
+        return Class::Certificate;
+    }
     let mut current = Some(e);
     while let Some(err) = current {
         if let Some(http) = err.downcast_ref::<HttpError>() {
@@ -279,6 +310,19 @@ fn classify_chain(e: &(dyn StdError + 'static)) -> Class {
     Class::Permanent
 }
 
+/// Whether a TLS certificate check failed somewhere in the chain (rustls says
+/// "invalid peer certificate: UnknownIssuer / NotValidForName / Expired ...").
+fn is_certificate_error(e: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if err.to_string().contains("invalid peer certificate") {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
+
 /// The HTTP status in `object_store`'s "non-2xx status code: 503 Service ..." text.
 fn status_in(text: &str) -> Option<u16> {
     let rest = text.split_once("status code: ")?.1;
@@ -315,7 +359,7 @@ pub(crate) fn to_core(e: &object_store::Error, object: &ObjectId) -> Error {
             message,
             retryable: true,
         },
-        Class::Permanent => Error::Origin {
+        Class::Permanent | Class::Certificate => Error::Origin {
             url,
             message,
             retryable: false,
@@ -352,6 +396,16 @@ pub(crate) fn to_source(
             endpoint: entry.endpoint.clone(),
             detail: root_cause(e),
             hint: entry.endpoint_hint.to_string(),
+        },
+        Class::Certificate => SourceError::Origin {
+            input,
+            url,
+            message: format!(
+                "TLS certificate of {} not trusted: {} (to trust a private CA, set SSL_CERT_FILE to a PEM bundle that holds it)",
+                entry.endpoint,
+                root_cause(e)
+            ),
+            retryable: false,
         },
         Class::Changed => SourceError::Origin {
             input,

@@ -94,6 +94,13 @@ fn classes() {
         "reset",
     );
     assert_eq!(classify(&reset), Class::Transient);
+    // A certificate rustls rejects is a setting to fix, not a network blip.
+    let untrusted = http(
+        HttpErrorKind::Connect,
+        std::io::ErrorKind::InvalidData,
+        "invalid peer certificate: UnknownIssuer",
+    );
+    assert_eq!(classify(&untrusted), Class::Certificate);
     assert_eq!(
         classify(&status("503 Service Unavailable")),
         Class::Transient
@@ -223,7 +230,30 @@ async fn out_of_range_and_empty_reads() {
     prefix.url = "s3://b/dir/".into();
     let err = origin.get_range(&prefix, 0..1).await.unwrap_err();
     assert!(
-        err.to_string().contains("not the URL of a single object"),
+        err.to_string().contains("names a prefix, not one object"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn prepare_takes_wildcards_in_a_pinned_url_as_part_of_the_name() {
+    // A listed object may be called `we*ird?.bin`: its pinned URL names it, not a
+    // glob. Preparing it needs no network (the store client is built lazily).
+    let origin = Origin::builder()
+        .without_env()
+        .s3_option(AmazonS3ConfigKey::Endpoint, "http://127.0.0.1:9")
+        .s3_option(AmazonS3ConfigKey::Region, "us-east-1")
+        .build();
+    let mut obj = object();
+    for url in [
+        "s3://b/dir/we*ird?.bin",
+        "s3://b/top*",
+        "file:///tmp/x?.bin",
+    ] {
+        obj.url = url.into();
+        origin.prepare(&obj).unwrap();
+    }
+    obj.url = "s3://b/dir/".into();
+    let err = origin.prepare(&obj).unwrap_err().to_string();
+    assert!(err.contains("names a prefix, not one object"), "{err}");
 }

@@ -219,12 +219,25 @@ pub(crate) fn object_id(kind: SourceKind, url: String, meta: &ObjectMeta) -> Obj
         kind,
         url,
         version: Version {
-            etag: meta.e_tag.clone(),
+            etag: meta.e_tag.as_deref().map(|e| normalize_etag(kind, e)),
             version_id: meta.version.clone(),
             modified_unix: known.then_some(secs),
         },
         size: meta.size,
         mtime,
+    }
+}
+
+/// Azure lists ETags bare (`<Etag>0x8D...</Etag>`) but sends them quoted in
+/// headers (`ETag: "0x8D..."`): quote a bare one, so that a listed object has the
+/// same version token (and cache identity) as one HEADed, `If-Match` carries a
+/// valid entity tag, and the ETag check of every response compares like with
+/// like. Other stores are left as they report (`file://` ETags are bare by design).
+pub(crate) fn normalize_etag(kind: SourceKind, etag: &str) -> String {
+    if kind == SourceKind::Azure && !etag.starts_with('"') && !etag.starts_with("W/") {
+        format!("\"{etag}\"")
+    } else {
+        etag.to_string()
     }
 }
 
@@ -353,5 +366,19 @@ mod tests {
             err.to_string(),
             "input \"a\": the name is used by more than one input"
         );
+    }
+
+    #[test]
+    fn azure_listing_etags_are_quoted_like_header_etags() {
+        let az = SourceKind::Azure;
+        assert_eq!(
+            normalize_etag(az, "0x8DCAA16F30726CE0"),
+            "\"0x8DCAA16F30726CE0\""
+        );
+        assert_eq!(normalize_etag(az, "\"0x8D\""), "\"0x8D\"");
+        assert_eq!(normalize_etag(az, "W/\"x\""), "W/\"x\"");
+        // Other stores keep what they report (file:// ETags are bare).
+        assert_eq!(normalize_etag(SourceKind::File, "1a-2b-3c"), "1a-2b-3c");
+        assert_eq!(normalize_etag(SourceKind::S3, "abc"), "abc");
     }
 }

@@ -184,12 +184,25 @@ pub(crate) fn build_store(
             for (k, v) in &opts.gcs {
                 b = b.with_config(*k, v);
             }
+            // GOOGLE_BASE_URL (or a key file's gcs_base_url, which we cannot see
+            // here) moves the endpoint; an explicit http:// one is allowed, as for S3.
+            let base = b.get_config_value(&GoogleConfigKey::BaseUrl);
+            if base.as_deref().is_some_and(|u| u.starts_with("http://")) {
+                b = b.with_config(GoogleConfigKey::Client(ClientConfigKey::AllowHttp), "true");
+            }
+            let endpoint = crate::error::redact(
+                base.as_deref()
+                    .unwrap_or("https://storage.googleapis.com")
+                    .trim_end_matches('/'),
+            );
             let store = b.with_bucket_name(bucket).with_retry(retry()).build();
             Ok(StoreEntry {
                 store: Arc::new(store.map_err(|e| e.to_string())?),
-                endpoint: "https://storage.googleapis.com".into(),
+                endpoint,
                 credentials_hint: GCS_CREDENTIALS,
-                endpoint_hint: "check the network",
+                // Without credentials, the token comes from the VM's metadata server:
+                // a connection error can be that one, not the endpoint.
+                endpoint_hint: "check GOOGLE_BASE_URL and the network; without GOOGLE_SERVICE_ACCOUNT or GOOGLE_APPLICATION_CREDENTIALS the token comes from the VM metadata server (GCE_METADATA_HOST)",
             })
         }
         StoreLocation::Azure {
@@ -221,11 +234,28 @@ pub(crate) fn build_store(
                 let cred = object_store::azure::AzureCredential::SASToken(pairs);
                 b = b.with_credentials(Arc::new(object_store::StaticCredentialProvider::new(cred)));
             }
-            let endpoint = b
-                .get_config_value(&AzureConfigKey::Endpoint)
+            let emulator =
+                b.get_config_value(&AzureConfigKey::UseEmulator).as_deref() == Some("true");
+            let explicit = b.get_config_value(&AzureConfigKey::Endpoint);
+            // An explicit http:// endpoint (Azure Stack, a local server) is a
+            // choice: allow it rather than fail with "builder error".
+            if !emulator
+                && explicit
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("http://"))
+            {
+                b = b.with_allow_http(true);
+            }
+            let endpoint = explicit
+                .filter(|_| !emulator)
                 .or_else(|| {
-                    let emulator = b.get_config_value(&AzureConfigKey::UseEmulator);
-                    (emulator.as_deref() == Some("true")).then(|| "http://127.0.0.1:10000".into())
+                    // object_store's emulator mode reads AZURITE_BLOB_STORAGE_URL itself.
+                    emulator.then(|| {
+                        std::env::var("AZURITE_BLOB_STORAGE_URL")
+                            .ok()
+                            .filter(|_| opts.use_env)
+                            .unwrap_or_else(|| "http://127.0.0.1:10000".into())
+                    })
                 })
                 .or_else(|| {
                     b.get_config_value(&AzureConfigKey::AccountName)
@@ -350,6 +380,93 @@ mod tests {
             shown.contains("SecretAccessKey") && !shown.contains("hunter2"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn gcs_configuration_from_options_and_a_service_account_file() {
+        let shared = Arc::new(SharedHttp::default());
+        let gs = StoreLocation::Gcs { bucket: "b".into() };
+        // A service-account key file is read when the store is built (no
+        // network: this key disables OAuth, so no token is ever fetched).
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("sa.json");
+        std::fs::write(
+            &key,
+            r#"{"private_key": "unused", "private_key_id": "id", "client_email": "sa@p.iam.gserviceaccount.com", "disable_oauth": true}"#,
+        )
+        .unwrap();
+        let opts = StoreOptions {
+            use_env: false,
+            gcs: vec![
+                (GoogleConfigKey::ServiceAccount, key.display().to_string()),
+                (GoogleConfigKey::BaseUrl, "http://127.0.0.1:9/".into()),
+            ],
+            ..StoreOptions::default()
+        };
+        let entry = build_store(&gs, &opts, &shared).unwrap();
+        // The base URL is where requests go and what errors name; http:// was
+        // set explicitly, so it is allowed.
+        assert_eq!(entry.endpoint, "http://127.0.0.1:9");
+        assert!(format!("{}", entry.store).contains("GoogleCloudStorage"));
+        // A key file that is not there is a configuration error naming it.
+        let missing = StoreOptions {
+            use_env: false,
+            gcs: vec![(
+                GoogleConfigKey::ServiceAccount,
+                "/nonexistent/sa.json".into(),
+            )],
+            ..StoreOptions::default()
+        };
+        let e = build_store(&gs, &missing, &shared).unwrap_err();
+        assert!(e.contains("/nonexistent/sa.json"), "{e}");
+        // The usual spellings of the settings (as in GOOGLE_* variables) parse.
+        for (name, key) in [
+            ("google_service_account", GoogleConfigKey::ServiceAccount),
+            (
+                "google_service_account_path",
+                GoogleConfigKey::ServiceAccount,
+            ),
+            (
+                "google_application_credentials",
+                GoogleConfigKey::ApplicationCredentials,
+            ),
+            (
+                "google_service_account_key",
+                GoogleConfigKey::ServiceAccountKey,
+            ),
+            ("google_base_url", GoogleConfigKey::BaseUrl),
+        ] {
+            assert_eq!(name.parse::<GoogleConfigKey>().unwrap(), key, "{name}");
+        }
+        // Default endpoint when nothing moves it.
+        let opts = StoreOptions {
+            use_env: false,
+            gcs: vec![(GoogleConfigKey::ServiceAccount, key.display().to_string())],
+            ..StoreOptions::default()
+        };
+        let entry = build_store(&gs, &opts, &shared).unwrap();
+        assert_eq!(entry.endpoint, "https://storage.googleapis.com");
+    }
+
+    #[test]
+    fn azure_explicit_http_endpoint_is_allowed_and_shown() {
+        let opts = StoreOptions {
+            use_env: false,
+            azure: vec![
+                (AzureConfigKey::AccountName, "acct".into()),
+                (AzureConfigKey::AccessKey, "AAAA".into()),
+                (AzureConfigKey::Endpoint, "http://127.0.0.1:9/acct".into()),
+            ],
+            ..StoreOptions::default()
+        };
+        let shared = Arc::new(SharedHttp::default());
+        let az = StoreLocation::Azure {
+            account: None,
+            container: "c".into(),
+            sas: None,
+        };
+        let entry = build_store(&az, &opts, &shared).unwrap();
+        assert_eq!(entry.endpoint, "http://127.0.0.1:9/acct");
     }
 
     #[test]

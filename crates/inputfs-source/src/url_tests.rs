@@ -101,6 +101,47 @@ fn gcs_and_az() {
 }
 
 #[test]
+fn gcs_prefix_glob_and_whole_bucket() {
+    let p = ok("gs://bkt/data/train/");
+    assert_eq!(
+        p.store,
+        StoreLocation::Gcs {
+            bucket: "bkt".into()
+        }
+    );
+    assert_eq!(
+        p.target,
+        Target::Prefix {
+            prefix: "data/train".into()
+        }
+    );
+    assert_eq!(p.root, "gs://bkt/");
+    assert_eq!(
+        p.object_url("data/train/x.bin"),
+        "gs://bkt/data/train/x.bin"
+    );
+    let p = ok("gs://bkt/shards/part-*.tfrecord");
+    assert_eq!(
+        p.target,
+        Target::Glob {
+            prefix: "shards".into(),
+            pattern: "part-*.tfrecord".into()
+        }
+    );
+    assert_eq!(p.canonical, "gs://bkt/shards/part-*.tfrecord");
+    let p = ok("gs://bkt/");
+    assert_eq!(p.target, Target::Prefix { prefix: "".into() });
+    // Keys are verbatim: no percent-decoding, `?` is a glob character.
+    assert_eq!(ok("gs://bkt/a%20b").target, object("a%20b"));
+    assert!(matches!(ok("gs://bkt/a?.bin").target, Target::Glob { .. }));
+    assert_eq!(ok("GS://bkt/k").kind, SourceKind::Gcs);
+    assert!(err("gs://").contains("missing bucket name"));
+    assert!(err("gs://b:1/k").contains("invalid bucket name"));
+    assert!(err("gs://bkt/a/../b").contains("escape"));
+    assert!(err("gs://bkt/a*/b").contains("wildcards"));
+}
+
+#[test]
 fn azure_https_form_with_sas() {
     let url = "https://acct.blob.core.windows.net/cont/dir/my%20file.bin?sv=2022-11-02&ss=b&srt=o&sp=r&se=2030-01-01T00:00:00Z&st=2024-01-01T00:00:00Z&spr=https&sig=abc%2Bdef%3D";
     let p = ok(url);

@@ -21,6 +21,9 @@ pub struct Cli {
 pub enum Command {
     /// Mount inputs at MOUNTPOINT; returns once the tree is serving.
     Mount(MountArgs),
+    /// Fill the caches with every input ahead of a job, with progress, and say
+    /// how much came from the origin.
+    Warm(WarmArgs),
     /// Show what cache directories hold and how they are used.
     Status {
         #[command(flatten)]
@@ -185,4 +188,34 @@ pub struct MountArgs {
     /// Log format.
     #[arg(long, value_enum, env = "INPUTFS_LOG_FORMAT", default_value = "text")]
     pub log_format: crate::logging::LogFormat,
+    /// Before serving, copy every input into the local cache (from the shared
+    /// cache where it has them, else the origin): the job then reads local disk.
+    #[arg(long, env = "INPUTFS_COPY_TO_LOCAL", conflicts_with = "no_local_cache")]
+    pub copy_to_local: bool,
+    /// Write what was resolved (every file, its URL, size and version) to this
+    /// JSON lock file, for `--locked` to mount again (schema in the README).
+    #[arg(long, value_name = "FILE", env = "INPUTFS_LOCK_OUT")]
+    pub lock_out: Option<PathBuf>,
+    /// Mount exactly the files and versions of a lock file written by
+    /// `--lock-out`, without listing or resolving anything again.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "INPUTFS_LOCKED",
+        conflicts_with_all = ["input", "inputs_file"]
+    )]
+    pub locked: Option<PathBuf>,
+}
+
+/// `inputfs warm`: the inputs and caches of a mount, and which tiers to fill.
+#[derive(Args, Debug, Clone)]
+pub struct WarmArgs {
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Fill the local cache too (without --shared-cache, the local cache is the
+    /// one filled anyway).
+    #[arg(long, env = "INPUTFS_TO_LOCAL")]
+    pub to_local: bool,
 }

@@ -16,8 +16,10 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_env("INPUTFS_LOG").unwrap_or_else(|_| {
         // fuser warns when it unmounts a mount that `fusermount3 -u` already
         // removed; that is the normal way to stop, so only its errors are shown.
+        // rustls-platform-verifier logs every rejected certificate as an error;
+        // the failure itself reaches the user once, in the mount's one line.
         EnvFilter::new(
-            "warn,fuser=error,inputfs=info,inputfs_core=info,inputfs_store=info,\
+            "warn,fuser=error,rustls_platform_verifier=off,inputfs=info,inputfs_core=info,inputfs_store=info,\
              inputfs_source=info,inputfs_fuse=info",
         )
     });

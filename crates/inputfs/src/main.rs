@@ -8,11 +8,14 @@ mod cli;
 mod daemon;
 mod gc;
 mod inputs;
+mod lock;
 mod logging;
 mod maintain;
 mod mount;
+mod progress;
 mod stack;
 mod status;
+mod warm;
 
 use clap::Parser;
 
@@ -36,6 +39,7 @@ fn main() {
     }
     let result = match cli.command {
         cli::Command::Mount(args) => mount::run(args),
+        cli::Command::Warm(args) => warm::run(args),
         cli::Command::Status { dirs, json } => status::run(&dirs, json),
         cli::Command::Gc {
             dirs,

@@ -16,7 +16,7 @@ use inputfs_source::Origin;
 use crate::cli::MountArgs;
 use crate::daemon::{self, Ready};
 use crate::maintain::Maintenance;
-use crate::{inputs, logging, stack};
+use crate::{lock, logging, stack};
 
 /// How long an unmount waits for background cache publishes to finish.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -65,10 +65,11 @@ fn start(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(fuser::BackgroundSession, Arc<Engine>, Maintenance)> {
     let mountpoint = check_mountpoint(&args.mountpoint)?;
-    let specs = inputs::collect(&args.inputs)?;
     let origin = Origin::new();
-    let resolved = runtime.block_on(origin.resolve(&specs))?;
-    let stack = stack::engine(&args.cache, origin)?;
+    // From --locked, or resolved from the inputs (and recorded by --lock-out).
+    let (resolved, cache) = lock::inputs(args, &origin, runtime)?;
+    let inputs = resolved.len();
+    let stack = stack::engine(&cache, origin)?;
     let engine = stack.engine.clone();
     let tree = Tree::build(
         resolved
@@ -87,6 +88,10 @@ fn start(
             .collect(),
     )?;
     let (files, bytes) = (tree.len(), tree.total_bytes());
+    if args.copy_to_local {
+        // Before the mount exists, so readiness means "copied and serving".
+        crate::warm::copy_to_local(&tree, &engine, cache.no_local_cache, runtime)?;
+    }
     let fs = InputFs::new(tree, engine.clone(), runtime.handle().clone());
     let options = MountOptions {
         allow_other: args.allow_other,
@@ -103,7 +108,7 @@ fn start(
     })?;
     tracing::info!(
         mountpoint = %mountpoint.display(), inodes = files, bytes,
-        "mounted {} inputs", specs.len()
+        "mounted {inputs} inputs"
     );
     stack.sweep_in_background();
     let upkeep = stack.maintain(mountpoint.clone());

@@ -16,6 +16,7 @@ mod claims;
 mod readahead;
 mod stats;
 mod tiers;
+mod warm;
 
 use tiers::Tier;
 #[cfg(test)]
@@ -38,6 +39,7 @@ use crate::store::BlockStore;
 
 pub use readahead::Readahead;
 pub use stats::{OriginStats, StatsSnapshot, TierSnapshot};
+pub use warm::{WarmSummary, WarmTarget};
 
 const MIB: u64 = 1 << 20;
 
@@ -112,6 +114,8 @@ pub struct Engine {
     config: EngineConfig,
     origin: OriginStats,
     background: TaskTracker,
+    /// URLs already reported as changed since they were pinned.
+    changed: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Engine {
@@ -141,6 +145,7 @@ impl Engine {
             config,
             origin: OriginStats::default(),
             background: TaskTracker::new(),
+            changed: Default::default(),
         }))
     }
 
@@ -198,7 +203,7 @@ impl Engine {
             index,
         };
         self.memory
-            .try_get_with(id, self.clone().load(obj.clone(), index))
+            .try_get_with(id, self.clone().load(obj.clone(), index, None))
             .await
             .map_err(Error::from)
     }
@@ -243,7 +248,16 @@ impl Engine {
         self.inflight.available_permits()
     }
 
-    async fn load(self: Arc<Self>, obj: Arc<Object>, index: u64) -> Result<Bytes> {
+    /// Load a block that is not in memory: tiers, then claims, then the origin.
+    /// `trace` is set by a warm: its target tiers are published synchronously
+    /// and it learns where the block came from.
+    async fn load(
+        self: Arc<Self>,
+        obj: Arc<Object>,
+        index: u64,
+        trace: Option<Arc<warm::Trace>>,
+    ) -> Result<Bytes> {
+        let trace = trace.as_deref();
         let len = obj.layout.block_len(index);
         let kib = u32::try_from(len.div_ceil(1024))
             .unwrap_or(u32::MAX)
@@ -256,13 +270,15 @@ impl Engine {
         };
         for (depth, tier) in self.tiers.iter().enumerate() {
             if let Some(data) = self.tier_get(tier, id, len, true).await {
-                self.publish_above(depth, id, &data);
+                Self::trace_found(trace, warm::Found::Tier(depth));
+                self.publish_above(depth, id, &data, trace).await;
                 return Ok(data);
             }
         }
         let claimed = match self.coordinate(id, len).await {
             claims::Outcome::Published { depth, data } => {
-                self.publish_above(depth, id, &data);
+                Self::trace_found(trace, warm::Found::Tier(depth));
+                self.publish_above(depth, id, &data, trace).await;
                 return Ok(data);
             }
             claims::Outcome::Fetch { claimed } => claimed,
@@ -270,9 +286,11 @@ impl Engine {
         let fetched = self.fetch_origin(&obj, index, len).await;
         match &fetched {
             Ok(data) => {
-                for tier in &self.tiers {
+                Self::trace_found(trace, warm::Found::Origin);
+                for (depth, tier) in self.tiers.iter().enumerate() {
                     let holds_claim = claimed.as_ref().is_some_and(|c| Arc::ptr_eq(c, tier));
-                    self.publish(tier, id, data.clone(), holds_claim);
+                    self.publish_to(depth, id, data.clone(), holds_claim, trace)
+                        .await;
                 }
             }
             Err(_) => {
@@ -295,7 +313,11 @@ impl Engine {
             Ok(d) => d,
             Err(e) => {
                 self.origin.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(url = %obj.id.url, block = index, error = %e, "origin read failed");
+                if let Error::VersionChanged { url, version } = &e {
+                    self.report_changed(url, version, index);
+                } else {
+                    tracing::warn!(url = %obj.id.url, block = index, error = %e, "origin read failed");
+                }
                 return Err(e);
             }
         };
@@ -312,10 +334,33 @@ impl Engine {
         Ok(data)
     }
 
+    /// Say once per URL (not once per read) that a pinned object changed at the
+    /// origin: every later read needing the origin fails the same way.
+    fn report_changed(&self, url: &str, version: &str, index: u64) {
+        let first = self
+            .changed
+            .lock()
+            .map(|mut seen| seen.insert(url.to_string()))
+            .unwrap_or(true);
+        if first {
+            tracing::error!(
+                "{url} changed since it was pinned ({version}): reads of its blocks that are not in a cache fail with EIO"
+            );
+        } else {
+            tracing::debug!(url, block = index, "pinned object changed: read failed");
+        }
+    }
+
     /// Copy a block found at tier `depth` into the tiers above it.
-    fn publish_above(&self, depth: usize, id: BlockId, data: &Bytes) {
-        for upper in &self.tiers[..depth] {
-            self.publish(upper, id, data.clone(), false);
+    async fn publish_above(
+        &self,
+        depth: usize,
+        id: BlockId,
+        data: &Bytes,
+        trace: Option<&warm::Trace>,
+    ) {
+        for upper in 0..depth {
+            self.publish_to(upper, id, data.clone(), false, trace).await;
         }
     }
 }

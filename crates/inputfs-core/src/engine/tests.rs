@@ -367,6 +367,21 @@ async fn version_change_is_eio() {
     assert_eq!(err.errno(), libc::EIO);
 }
 
+#[tokio::test]
+async fn a_version_change_is_reported_once_per_url_and_cached_blocks_still_serve() {
+    let r = rig(200_000);
+    r.check(0, 10).await; // block 0 cached before the change
+    r.origin.fail_next(3, Fault::Changed);
+    for offset in [70_000, 140_000, 70_000] {
+        let err = r.engine.read(&r.object, offset, 10).await.unwrap_err();
+        assert!(matches!(err, Error::VersionChanged { .. }), "{err}");
+    }
+    let seen = r.engine.changed.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen.contains("mem://bucket/obj"));
+    r.check(0, 10).await;
+}
+
 /// A source that records the largest number of bytes it had in flight at once.
 struct Gauge {
     inner: MemorySource,

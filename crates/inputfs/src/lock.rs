@@ -1,0 +1,484 @@
+//! Lock files: `--lock-out FILE` records exactly what a mount resolved, and
+//! `--locked FILE` mounts exactly that again, so a job can be re-run on the
+//! inputs (and versions) it first saw.
+//!
+//! Schema (also in the README):
+//! ```json
+//! { "inputfs_lock": 1,
+//!   "files": [ { "input": "train", "path": "a/b.bin", "url": "s3://bucket/train/a/b.bin",
+//!                "kind": "s3", "size": 1234, "block_size": 4194304,
+//!                "version": { "etag": "\"9b2c...\"", "version_id": "3HL4...", "modified_unix": 1763798400 } } ] }
+//! ```
+//! A `--locked` mount never lists or HEADs again: the tree comes from the file,
+//! and every ranged GET is pinned to the recorded version (version id and/or
+//! `If-Match`), so reading a pinned version never depends on the object being
+//! unchanged at the origin. The file is decoded by hand rather than by serde so
+//! that every error names the file, the entry and the field at fault.
+//!
+//! Signed URLs cannot be locked: their signature is stripped from the recorded
+//! URL (it is a credential), so `--locked` could not fetch them again;
+//! `--lock-out` refuses them up front instead of writing a lock that cannot work.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytesize::ByteSize;
+use inputfs_core::{ObjectId, SourceKind, Version};
+use inputfs_source::url::{check_key, is_signed_param};
+use inputfs_source::{InputSpec, Origin, ResolvedFile, ResolvedInput, Target, parse_url};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::cli::{CacheArgs, MountArgs};
+
+/// The lock format this build writes and reads.
+pub const FORMAT: u64 = 1;
+
+/// Smallest and largest block size the engine accepts.
+const MIN_BLOCK: u64 = 4096;
+const MAX_BLOCK: u64 = 256 << 20;
+
+/// One pinned file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockEntry {
+    pub input: String,
+    pub path: String,
+    pub url: String,
+    pub kind: SourceKind,
+    pub size: u64,
+    pub version: Version,
+    pub block_size: u64,
+}
+
+#[derive(Serialize)]
+struct LockFile<'a> {
+    inputfs_lock: u64,
+    files: &'a [LockEntry],
+}
+
+/// What a lock file mounts: the inputs, and the block size they were cached at.
+#[derive(Debug)]
+pub struct Locked {
+    pub block_size: u64,
+    pub inputs: Vec<ResolvedInput>,
+}
+
+/// The mount's inputs: from `--locked`, or resolved from the input flags (and
+/// recorded with `--lock-out`). Returns the cache flags to use: under
+/// `--locked` the block size is the lock's, so the cache keys are the same.
+pub fn inputs(
+    args: &MountArgs,
+    origin: &Origin,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(Vec<ResolvedInput>, CacheArgs)> {
+    let mut cache = args.cache.clone();
+    let resolved = match &args.locked {
+        Some(path) => {
+            let shown = path.display();
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--locked {shown}: cannot read"))?;
+            let locked = parse(&text).map_err(|e| anyhow!("--locked {shown}: {e}"))?;
+            if locked.block_size != cache.block_size.as_u64() {
+                tracing::info!(
+                    "--locked {shown}: using the lock's block size {} (not {})",
+                    locked.block_size,
+                    cache.block_size.as_u64()
+                );
+                cache.block_size = ByteSize::b(locked.block_size);
+            }
+            for input in &locked.inputs {
+                for f in &input.files {
+                    origin.prepare(&f.object).map_err(|e| {
+                        anyhow!(
+                            "--locked {shown}: input {} path {}: {e}",
+                            input.name,
+                            f.path
+                        )
+                    })?;
+                }
+            }
+            locked.inputs
+        }
+        None => {
+            let specs = crate::inputs::collect(&args.inputs)?;
+            if let Some(out) = &args.lock_out {
+                refuse_signed(&specs).map_err(|e| anyhow!("--lock-out {}: {e}", out.display()))?;
+            }
+            runtime.block_on(origin.resolve(&specs))?
+        }
+    };
+    if let Some(out) = &args.lock_out {
+        write(out, &entries(&resolved, cache.block_size.as_u64()))?;
+    }
+    Ok((resolved, cache))
+}
+
+/// Signed URLs cannot be locked (see the module docs).
+pub fn refuse_signed(specs: &[InputSpec]) -> Result<()> {
+    for spec in specs {
+        if is_signed_url(&spec.url) {
+            bail!(
+                "input {}: a signed URL cannot be locked: its signature is not recorded, so --locked could not fetch it again (use the store's own URL with credentials from the environment)",
+                spec.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether an `http(s)` URL's query carries a credential.
+fn is_signed_url(url: &str) -> bool {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    if !lower.starts_with("http://") && !lower.starts_with("https://") {
+        return false;
+    }
+    let Some((_, query)) = url.split_once('?') else {
+        return false;
+    };
+    let query = query.split('#').next().unwrap_or("");
+    query
+        .split('&')
+        .any(|kv| is_signed_param(kv.split('=').next().unwrap_or("")))
+}
+
+/// The lock entries of resolved inputs.
+pub fn entries(resolved: &[ResolvedInput], block_size: u64) -> Vec<LockEntry> {
+    resolved
+        .iter()
+        .flat_map(|input| {
+            input.files.iter().map(move |f| LockEntry {
+                input: input.name.clone(),
+                path: f.path.clone(),
+                url: f.object.url.clone(),
+                kind: f.object.kind,
+                size: f.object.size,
+                version: f.object.version.clone(),
+                block_size,
+            })
+        })
+        .collect()
+}
+
+/// Write a lock file atomically: a temp file beside it, synced, renamed over it.
+pub fn write(path: &Path, entries: &[LockEntry]) -> Result<()> {
+    let shown = path.display();
+    let text = to_json(entries);
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("--lock-out {shown}: not a file name"))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("--lock-out {shown}: cannot write: {e}");
+    }
+    tracing::info!("wrote {} pinned files to {shown}", entries.len());
+    Ok(())
+}
+
+/// The JSON text of a lock file.
+pub fn to_json(entries: &[LockEntry]) -> String {
+    let file = LockFile {
+        inputfs_lock: FORMAT,
+        files: entries,
+    };
+    // Plain data with string keys: serializing cannot fail.
+    let mut text = serde_json::to_string_pretty(&file).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// Decode and validate a lock file. The error is one line naming the entry
+/// (`files[3] (input "train", path "a/b")`) and the field at fault.
+pub fn parse(text: &str) -> Result<Locked, String> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| format!("not a JSON lock file: {e}"))?;
+    let Value::Object(top) = value else {
+        return Err("not an inputfs lock file: expected a JSON object".into());
+    };
+    match top.get("inputfs_lock") {
+        None => {
+            return Err(
+                "not an inputfs lock file: no \"inputfs_lock\" field (write one with --lock-out)"
+                    .into(),
+            );
+        }
+        Some(v) if v.as_u64() == Some(FORMAT) => {}
+        Some(v) => {
+            return Err(format!(
+                "unsupported lock format {v} (this inputfs reads {FORMAT})"
+            ));
+        }
+    }
+    if let Some(k) = top.keys().find(|k| *k != "inputfs_lock" && *k != "files") {
+        return Err(format!("unknown field {k:?}"));
+    }
+    let files = match top.get("files") {
+        Some(Value::Array(a)) => a,
+        Some(other) => {
+            return Err(format!(
+                "\"files\": expected an array, found {}",
+                kind_of(other)
+            ));
+        }
+        None => return Err("missing field \"files\"".into()),
+    };
+    if files.is_empty() {
+        return Err("\"files\" is empty: nothing to mount".into());
+    }
+    let mut entries = Vec::with_capacity(files.len());
+    let mut seen = HashSet::new();
+    for (i, v) in files.iter().enumerate() {
+        let entry = entry(v).map_err(|e| format!("{}: {e}", who(i, v)))?;
+        let first = entries
+            .first()
+            .map_or(entry.block_size, |e: &LockEntry| e.block_size);
+        if entry.block_size != first {
+            return Err(format!(
+                "{}: \"block_size\" {} differs from the first entry's {first}",
+                who(i, v),
+                entry.block_size
+            ));
+        }
+        if !seen.insert((entry.input.clone(), entry.path.clone())) {
+            return Err(format!("{}: a second entry for this path", who(i, v)));
+        }
+        entries.push(entry);
+    }
+    // A file cannot also be a directory of its input's tree.
+    for (i, e) in entries.iter().enumerate() {
+        let mut dir = e.path.as_str();
+        while let Some((parent, _)) = dir.rsplit_once('/') {
+            if seen.contains(&(e.input.clone(), parent.to_string())) {
+                return Err(format!(
+                    "{}: {parent:?} is both a file and a directory",
+                    who(i, &files[i])
+                ));
+            }
+            dir = parent;
+        }
+    }
+    let block_size = entries[0].block_size;
+    Ok(Locked {
+        block_size,
+        inputs: group(entries),
+    })
+}
+
+/// Entries by input (in order of first appearance), files sorted by path.
+fn group(entries: Vec<LockEntry>) -> Vec<ResolvedInput> {
+    let mut order: Vec<String> = Vec::new();
+    let mut by_input: BTreeMap<String, Vec<ResolvedFile>> = BTreeMap::new();
+    for e in entries {
+        if !by_input.contains_key(&e.input) {
+            order.push(e.input.clone());
+        }
+        let mtime = e
+            .version
+            .modified_unix
+            .and_then(|s| u64::try_from(s).ok())
+            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        by_input.entry(e.input).or_default().push(ResolvedFile {
+            path: e.path,
+            object: ObjectId {
+                kind: e.kind,
+                url: e.url,
+                version: e.version,
+                size: e.size,
+                mtime,
+            },
+        });
+    }
+    order
+        .into_iter()
+        .map(|name| {
+            let mut files = by_input.remove(&name).unwrap_or_default();
+            files.sort_by(|a, b| a.path.cmp(&b.path));
+            ResolvedInput { name, files }
+        })
+        .collect()
+}
+
+/// `files[i]`, with the entry's input and path when they are readable.
+fn who(i: usize, v: &Value) -> String {
+    let input = v.get("input").and_then(Value::as_str);
+    let path = v.get("path").and_then(Value::as_str);
+    match (input, path) {
+        (Some(n), Some(p)) => format!("files[{i}] (input {n:?}, path {p:?})"),
+        _ => format!("files[{i}]"),
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+const FIELDS: &[&str] = &[
+    "input",
+    "path",
+    "url",
+    "kind",
+    "size",
+    "version",
+    "block_size",
+];
+
+fn entry(v: &Value) -> Result<LockEntry, String> {
+    let Value::Object(obj) = v else {
+        return Err(format!("expected an object, found {}", kind_of(v)));
+    };
+    if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(format!("unknown field {k:?}"));
+    }
+    let input = string(obj, "input")?;
+    inputfs_fuse::check_component(&input).map_err(|why| format!("\"input\": {why}"))?;
+    let path = string(obj, "path")?;
+    if path.is_empty() {
+        return Err("\"path\" is empty".into());
+    }
+    check_key(&path).map_err(|why| format!("\"path\": {why}"))?;
+    for seg in path.split('/') {
+        inputfs_fuse::check_component(seg).map_err(|why| format!("\"path\": {why}"))?;
+    }
+    let url = string(obj, "url")?;
+    let parsed = parse_url(&url).map_err(|e| format!("\"url\": {e}"))?;
+    if matches!(parsed.target, Target::Prefix { .. }) {
+        return Err("\"url\" names a prefix, not one object".into());
+    }
+    if is_signed_url(&url) {
+        return Err("\"url\" carries a signature: signed URLs cannot be locked".into());
+    }
+    let kind = string(obj, "kind")?;
+    let kind = match kind.as_str() {
+        "s3" => SourceKind::S3,
+        "gcs" => SourceKind::Gcs,
+        "azure" => SourceKind::Azure,
+        "http" => SourceKind::Http,
+        "file" => SourceKind::File,
+        other => {
+            return Err(format!(
+                "\"kind\": unknown kind {other:?} (s3, gcs, azure, http or file)"
+            ));
+        }
+    };
+    if kind != parsed.kind {
+        return Err(format!(
+            "\"kind\" is {kind} but the URL is a {} URL",
+            parsed.kind
+        ));
+    }
+    let size = unsigned(obj, "size")?;
+    let block_size = unsigned(obj, "block_size")?;
+    if !(MIN_BLOCK..=MAX_BLOCK).contains(&block_size) {
+        return Err(format!(
+            "\"block_size\" {block_size} is out of range (4 KiB to 256 MiB)"
+        ));
+    }
+    let version = match obj.get("version") {
+        Some(Value::Object(v)) => version(v)?,
+        Some(other) => {
+            return Err(format!(
+                "\"version\": expected an object, found {}",
+                kind_of(other)
+            ));
+        }
+        None => return Err("missing field \"version\"".into()),
+    };
+    Ok(LockEntry {
+        input,
+        path,
+        url,
+        kind,
+        size,
+        version,
+        block_size,
+    })
+}
+
+fn version(obj: &Map<String, Value>) -> Result<Version, String> {
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !["etag", "version_id", "modified_unix"].contains(&k.as_str()))
+    {
+        return Err(format!("\"version\": unknown field {k:?}"));
+    }
+    let token = |name: &str| -> Result<Option<String>, String> {
+        match obj.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Err(format!("\"version.{name}\" is empty")),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(format!(
+                "\"version.{name}\": expected a string, found {}",
+                kind_of(other)
+            )),
+        }
+    };
+    let modified_unix = match obj.get("modified_unix") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_i64().ok_or_else(|| {
+            format!(
+                "\"version.modified_unix\": expected an integer, found {}",
+                kind_of(v)
+            )
+        })?),
+    };
+    Ok(Version {
+        etag: token("etag")?,
+        version_id: token("version_id")?,
+        modified_unix,
+    })
+}
+
+fn string(obj: &Map<String, Value>, name: &str) -> Result<String, String> {
+    match obj.get(name) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(format!(
+            "\"{name}\": expected a string, found {}",
+            kind_of(other)
+        )),
+        None => Err(format!("missing field \"{name}\"")),
+    }
+}
+
+fn unsigned(obj: &Map<String, Value>, name: &str) -> Result<u64, String> {
+    match obj.get(name) {
+        Some(v) => v.as_u64().ok_or_else(|| {
+            format!(
+                "\"{name}\": expected a non-negative integer, found {}",
+                match v {
+                    Value::Number(n) => format!("{n}"),
+                    other => kind_of(other).to_string(),
+                }
+            )
+        }),
+        None => Err(format!("missing field \"{name}\"")),
+    }
+}
+
+#[cfg(test)]
+#[path = "lock_tests.rs"]
+mod tests;
