@@ -1,9 +1,10 @@
 //! A prefix of many objects: how long `inputfs mount` takes until the tree is
 //! serving when one input lists, page by page, tens of thousands of objects —
-//! and how long walking the mounted tree takes. Reports the origin's own counts
-//! of list pages and HEADs (s3s-fs's listings carry no ETags, so inputfs HEADs
-//! each listed object to pin it by the same version token as when named alone;
-//! listings of real S3, GCS and Azure carry them and need no HEADs).
+//! and how long walking the mounted tree takes. Two origins: S3 (s3s, which
+//! counts list pages and HEADs: its listings carry no ETags, so inputfs HEADs
+//! each listed object to pin it by the same version token as when named alone)
+//! and Azure (azurite, whose listings carry ETags, as real S3, GCS and Azure
+//! listings do: no HEADs).
 
 use std::time::Instant;
 
@@ -19,6 +20,9 @@ struct Args {
     /// Objects under the prefix.
     #[arg(long, default_value_t = 100_000)]
     objects: usize,
+    /// Which origins: s3, azure, or both.
+    #[arg(long, default_value = "both")]
+    store: String,
 }
 
 const BUCKET: &str = "listing";
@@ -29,19 +33,31 @@ fn key(i: usize) -> String {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let server = S3Server::start();
-    server.create_bucket(BUCKET);
-    eprintln!("uploading {} objects...", args.objects);
-    let client = server.client(BUCKET);
+    println!(
+        "\n| origin | objects | list pages | HEADs | mount until serving | walk of the mounted tree |"
+    );
+    println!("|---|---|---|---|---|---|");
+    if args.store != "azure" {
+        s3(&args)?;
+    }
+    if args.store != "s3" {
+        azure(&args)?;
+    }
+    Ok(())
+}
+
+/// Upload `n` tiny objects with `put`, 64 at a time.
+fn upload<S: object_store::ObjectStore + Clone>(store: &S, n: usize) -> Result<()> {
+    eprintln!("uploading {n} objects...");
     let rt = tokio::runtime::Runtime::new()?;
     let start = Instant::now();
     rt.block_on(async {
-        futures::stream::iter(0..args.objects)
+        futures::stream::iter(0..n)
             .map(|i| {
-                let client = client.clone();
+                let store = store.clone();
                 async move {
                     let path = object_store::path::Path::from(key(i));
-                    client.put(&path, pattern(i as u64, 16).into()).await
+                    store.put(&path, pattern(i as u64, 16).into()).await
                 }
             })
             .buffer_unordered(64)
@@ -51,7 +67,49 @@ fn main() -> Result<()> {
             .await;
     });
     eprintln!("  ({:.1} s)", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn azure(args: &Args) -> Result<()> {
+    let server = inputfs_tests::azurite::AzuriteServer::start();
+    server.create_container(BUCKET);
+    upload(&server.store(BUCKET), args.objects)?;
+    let (mount_time, walk_time) =
+        mount_and_walk(args, &format!("az://{BUCKET}/big/"), &server.env())?;
+    println!(
+        "| azure (azurite) | {} | - | - | {:.1} s | {:.1} s |",
+        args.objects,
+        mount_time.as_secs_f64(),
+        walk_time.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn s3(args: &Args) -> Result<()> {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    upload(&server.client(BUCKET), args.objects)?;
     server.reset_counts();
+    let (mount_time, walk_time) =
+        mount_and_walk(args, &format!("s3://{BUCKET}/big/"), &server.env())?;
+    println!(
+        "| s3 (s3s) | {} | {} | {} | {:.1} s | {:.1} s |",
+        args.objects,
+        server.list_requests(),
+        server.head_requests(),
+        mount_time.as_secs_f64(),
+        walk_time.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Mount `url` as input `big`, time it until serving, walk the tree, check a few
+/// files' bytes, unmount.
+fn mount_and_walk(
+    args: &Args,
+    url: &str,
+    env: &[(String, String)],
+) -> Result<(std::time::Duration, std::time::Duration)> {
     let tmp = tempfile::tempdir()?;
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir_all(&mnt)?;
@@ -60,44 +118,40 @@ fn main() -> Result<()> {
         &[
             "mount".into(),
             mnt.display().to_string(),
-            format!("--input=big=s3://{BUCKET}/big/"),
+            format!("--input=big={url}"),
             format!("--cache-dir={}", tmp.path().join("cache").display()),
             format!("--log-file={}", tmp.path().join("log").display()),
         ],
-        &server.env(),
+        env,
     );
     let mount_time = start.elapsed();
     if !out.status.success() {
-        bail!("mount failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "mount of {url} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let (lists, heads) = (server.list_requests(), server.head_requests());
     let start = Instant::now();
     let files = walkdir_count(&mnt.join("big"));
     let walk_time = start.elapsed();
-    // Spot-check bytes of a few files.
-    for i in [0, args.objects / 2, args.objects - 1] {
-        let got = std::fs::read(mnt.join("big").join(key(i).trim_start_matches("big/")))?;
-        if got != pattern(i as u64, 16) {
-            bail!("wrong bytes in {}", key(i));
-        }
-    }
+    let checked = [0, args.objects / 2, args.objects - 1]
+        .into_iter()
+        .try_for_each(|i| {
+            let got = std::fs::read(mnt.join("big").join(key(i).trim_start_matches("big/")))?;
+            if got != pattern(i as u64, 16) {
+                bail!("wrong bytes in {}", key(i));
+            }
+            Ok(())
+        });
     unmount(&mnt.canonicalize()?);
+    checked?;
     if files != args.objects {
         bail!(
             "the mount shows {files} files, {} were uploaded",
             args.objects
         );
     }
-    println!("\n| objects | list pages | HEADs | mount until serving | walk of the mounted tree |");
-    println!("|---|---|---|---|---|");
-    println!(
-        "| {} | {lists} | {heads} | {:.1} s | {:.1} s ({:.0} entries/s) |",
-        args.objects,
-        mount_time.as_secs_f64(),
-        walk_time.as_secs_f64(),
-        files as f64 / walk_time.as_secs_f64()
-    );
-    Ok(())
+    Ok((mount_time, walk_time))
 }
 
 fn walkdir_count(dir: &std::path::Path) -> usize {
