@@ -303,3 +303,35 @@ fn locked_refuses_corrupt_foreign_and_invalid_lock_files_in_one_line() {
     }
     assert!(!tmp.path().join("out.json").exists());
 }
+
+/// S3 consoles create empty "folder" objects (`sub/`): a prefix holding one
+/// mounts, the marker is not a file, and the files below it read right.
+#[test]
+fn folder_marker_objects_are_dropped_not_refused() {
+    let server = MotoServer::start();
+    server.create_bucket("markers");
+    server.put_object("markers", "data/sub/", b"");
+    let body = inputfs_tests::pattern(3, 300_000);
+    server.put_object("markers", "data/sub/f.bin", &body);
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Mount::start(
+        &tmp.path().join("mnt"),
+        &[
+            "--input=d=s3://markers/data/".into(),
+            format!("--cache-dir={}", tmp.path().join("cache").display()),
+        ],
+        &server.env(),
+    )
+    .unwrap();
+    let got = std::fs::read(m.path("d/sub/f.bin")).unwrap();
+    assert_eq!(
+        inputfs_tests::sha256_hex(&got),
+        inputfs_tests::sha256_hex(&body)
+    );
+    let names: Vec<_> = std::fs::read_dir(m.path("d/sub"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["f.bin"]);
+}
