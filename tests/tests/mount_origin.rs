@@ -123,7 +123,14 @@ fn a_second_worker_reads_the_shared_tier_not_the_origin() {
     m.stop();
     assert_eq!(r.server.get_bytes(), 0, "worker 2 went to the origin");
     // ...and the shared hits were copied to worker 2's local tier.
-    let local_blocks = walk_blocks(&local2);
+    // Copies into the local tier are skipped, by design, while its publish slots
+    // are busy (a copy never holds up a read), so under load some may be missing;
+    // most must be there, and none that is not in the shared tier.
+    let (local_blocks, shared_blocks) = (walk_blocks(&local2), walk_blocks(&shared));
+    assert!(
+        local_blocks * 2 >= shared_blocks && local_blocks <= shared_blocks,
+        "local tier not filled from shared: {local_blocks} of {shared_blocks} blocks"
+    );
     assert_eq!(
         local_blocks,
         walk_blocks(&shared),
