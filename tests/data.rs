@@ -45,6 +45,22 @@ pub fn sha256_file(path: impl AsRef<std::path::Path>) -> std::io::Result<String>
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// The object set most end-to-end tests read: odd sizes (multi-block, one byte,
+/// not block-aligned) under a `train/` prefix, with deterministic content from
+/// `seed`. Returns (key, bytes) pairs.
+pub fn training_set(seed: u64) -> Vec<(String, Vec<u8>)> {
+    [
+        ("train/a.bin", 3 * (1 << 20) + 17),
+        ("train/nested/b.bin", 1 << 20),
+        ("train/c.txt", 1),
+        ("train/d.bin", 700_001),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (k, n))| (k.to_string(), pattern(seed + i as u64, n)))
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,17 +12,9 @@ use inputfs_tests::{AzuriteServer, pattern, sha256_hex};
 const CONTAINER: &str = "datasets";
 
 fn objects() -> Vec<(String, Vec<u8>)> {
-    [
-        ("train/a.bin", 3 * (1 << 20) + 17),
-        ("train/nested/b.bin", 1 << 20),
-        ("train/c.txt", 1),
-        ("train/d.bin", 700_001),
-        ("single/one.bin", 600_000),
-    ]
-    .into_iter()
-    .enumerate()
-    .map(|(i, (k, n))| (k.to_string(), pattern(300 + i as u64, n)))
-    .collect()
+    let mut objects = inputfs_tests::data::training_set(300);
+    objects.push(("single/one.bin".into(), pattern(304, 600_000)));
+    objects
 }
 
 struct Rig {

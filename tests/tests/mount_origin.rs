@@ -12,16 +12,7 @@ use inputfs_tests::{NginxServer, S3Server, pattern, sha256_hex};
 const BUCKET: &str = "datasets";
 
 fn objects() -> Vec<(String, Vec<u8>)> {
-    [
-        ("train/a.bin", 3 * (1 << 20) + 17),
-        ("train/nested/b.bin", 1 << 20),
-        ("train/c.txt", 1),
-        ("train/d.bin", 700_001),
-    ]
-    .into_iter()
-    .enumerate()
-    .map(|(i, (k, n))| (k.to_string(), pattern(100 + i as u64, n)))
-    .collect()
+    inputfs_tests::data::training_set(100)
 }
 
 struct S3Rig {

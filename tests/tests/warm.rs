@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use inputfs_tests::mounts::{Mount, run_inputfs};
-use inputfs_tests::{S3Server, pattern, sha256_hex};
+use inputfs_tests::{S3Server, sha256_hex};
 
 const BUCKET: &str = "datasets";
 const BLOCK: u64 = 256 * 1024;
@@ -23,16 +23,7 @@ struct Rig {
 fn rig() -> Rig {
     let server = S3Server::start();
     server.create_bucket(BUCKET);
-    let objects: Vec<(String, Vec<u8>)> = [
-        ("train/a.bin", 3 * (1 << 20) + 17),
-        ("train/nested/b.bin", 1 << 20),
-        ("train/c.txt", 1),
-        ("train/d.bin", 700_001),
-    ]
-    .into_iter()
-    .enumerate()
-    .map(|(i, (k, n))| (k.to_string(), pattern(500 + i as u64, n)))
-    .collect();
+    let objects = inputfs_tests::data::training_set(500);
     for (k, v) in &objects {
         server.put_object(BUCKET, k, v);
     }
