@@ -36,6 +36,9 @@ struct Counts {
     get_bytes: AtomicU64,
     heads: AtomicU64,
     lists: AtomicU64,
+    /// Time spent answering lists, in microseconds (to tell the server's cost
+    /// from the client's in benchmarks).
+    list_micros: AtomicU64,
 }
 
 /// The s3s-fs backend with counters in front.
@@ -68,7 +71,39 @@ impl S3 for Counting {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         self.counts.lists.fetch_add(1, Ordering::SeqCst);
-        self.inner.list_objects_v2(req).await
+        let started = std::time::Instant::now();
+        let bucket = req.input.bucket.clone();
+        let mut resp = self.inner.list_objects_v2(req).await?;
+        // Real S3 listings carry each object's ETag; s3s-fs's do not. Fill them in
+        // from s3s-fs's own stored metadata (in-process, not counted as HEADs), so
+        // this server lists like S3 does.
+        for obj in resp.output.contents.iter_mut().flatten() {
+            if obj.e_tag.is_some() {
+                continue;
+            }
+            let Some(key) = obj.key.clone() else { continue };
+            let head = S3Request {
+                input: HeadObjectInput {
+                    bucket: bucket.clone(),
+                    key,
+                    ..Default::default()
+                },
+                method: http::Method::HEAD,
+                uri: http::Uri::from_static("/"),
+                headers: Default::default(),
+                extensions: Default::default(),
+                credentials: None,
+                region: None,
+                service: None,
+                trailing_headers: None,
+            };
+            if let Ok(h) = self.inner.head_object(head).await {
+                obj.e_tag = h.output.e_tag;
+            }
+        }
+        let micros = started.elapsed().as_micros() as u64;
+        self.counts.list_micros.fetch_add(micros, Ordering::SeqCst);
+        Ok(resp)
     }
     async fn list_objects(
         &self,
@@ -295,12 +330,17 @@ impl S3Server {
     pub fn list_requests(&self) -> u64 {
         self.counts.lists.load(Ordering::SeqCst)
     }
+    /// Time this server spent answering ListObjectsV2 requests.
+    pub fn list_time(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.counts.list_micros.load(Ordering::SeqCst))
+    }
     pub fn reset_counts(&self) {
         for c in [
             &self.counts.gets,
             &self.counts.get_bytes,
             &self.counts.heads,
             &self.counts.lists,
+            &self.counts.list_micros,
         ] {
             c.store(0, Ordering::SeqCst);
         }
