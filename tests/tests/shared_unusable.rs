@@ -235,21 +235,25 @@ fn a_full_shared_cache_is_read_through_and_recovers_when_it_grows() {
     r.read(&m, "b.bin");
     wait_for_warning(&m);
     let log = m.stderr();
-    assert_eq!(
-        shared_warnings(&log),
-        1,
-        "one warning, not one per block:\n{log}"
+    // At the edge of full, a block can fit between two that do not (a failed
+    // write's temp file is removed, freeing room): the tier may flap a few
+    // times, each time one warning and one recovery — never one per block.
+    let (warnings, recovered) = (shared_warnings(&log), recoveries(&log));
+    assert!(
+        (1..=3).contains(&warnings) && recovered <= warnings && recovered + 1 >= warnings,
+        "a warning per episode, not per block ({warnings} warnings, {recovered} recoveries):\n{log}"
     );
     assert!(log.contains("No space left"), "{log}");
     assert!(
         blocks_in(&fs.dir) < 24,
         "everything fitted: no ENOSPC tested"
     );
-    assert_eq!(recoveries(&log), 0, "{log}");
-    // Room again: the next object lands in the shared cache.
+    // Room again: the next object lands in the shared cache, and the episode
+    // that was open ends with one recovery.
     fs.remount("size=64m");
     read_and_see_it_published(&r, &m, &fs.dir, "c.bin");
-    one_episode(&m.stop());
+    let log = m.stop();
+    assert_eq!(recoveries(&log), warnings, "{log}");
 }
 
 #[test]
