@@ -109,16 +109,7 @@ impl MotoServer {
 
     /// What a child `inputfs` needs in its environment to use this server.
     pub fn env(&self) -> Vec<(String, String)> {
-        [
-            ("AWS_ENDPOINT_URL", self.endpoint()),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_string()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_string()),
-            ("AWS_REGION", REGION.to_string()),
-            ("AWS_ALLOW_HTTP", "true".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        crate::s3::aws_env(&self.endpoint(), ACCESS_KEY, SECRET_KEY, REGION)
     }
 
     /// One S3 request (path style). Panics if the server cannot be reached.

@@ -272,16 +272,7 @@ impl S3Server {
 
     /// What a child process (an `inputfs` binary) needs in its environment.
     pub fn env(&self) -> Vec<(String, String)> {
-        [
-            ("AWS_ENDPOINT_URL", self.endpoint()),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_string()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_string()),
-            ("AWS_REGION", REGION.to_string()),
-            ("AWS_ALLOW_HTTP", "true".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        aws_env(&self.endpoint(), ACCESS_KEY, SECRET_KEY, REGION)
     }
 
     /// The same settings as [`Self::env`], as `Origin` options.
@@ -444,4 +435,19 @@ async fn put_empty(url: &url::Url) -> u16 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("bad HTTP response: {text}"))
+}
+
+/// The standard environment that points an S3 client (a child `inputfs`) at a
+/// test server on plain http.
+pub fn aws_env(endpoint: &str, access: &str, secret: &str, region: &str) -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", access),
+        ("AWS_SECRET_ACCESS_KEY", secret),
+        ("AWS_REGION", region),
+        ("AWS_ALLOW_HTTP", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
