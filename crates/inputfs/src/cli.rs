@@ -142,6 +142,15 @@ pub struct CacheArgs {
         default_value = "256MiB"
     )]
     pub memory_budget: ByteSize,
+    /// Largest readahead window of one sequentially read file (how many bytes
+    /// of blocks ahead of the reader are fetched in parallel).
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "INPUTFS_MAX_READAHEAD",
+        default_value = "64MiB"
+    )]
+    pub max_readahead: ByteSize,
     /// How long a worker's claim on a block of the shared cache lasts, and so the
     /// longest others wait for its fetch before fetching themselves; 0 turns
     /// cross-worker de-duplication off.
@@ -192,6 +201,11 @@ pub struct MountArgs {
     /// cache where it has them, else the origin): the job then reads local disk.
     #[arg(long, env = "INPUTFS_COPY_TO_LOCAL", conflicts_with = "no_local_cache")]
     pub copy_to_local: bool,
+    /// Kernel passthrough for files complete in the local cache: `auto` uses it
+    /// where the kernel and privileges allow, `off` serves every read through
+    /// the daemon.
+    #[arg(long, value_enum, env = "INPUTFS_PASSTHROUGH", default_value = "auto")]
+    pub passthrough: Passthrough,
     /// Write what was resolved (every file, its URL, size and version) to this
     /// JSON lock file, for `--locked` to mount again (schema in the README).
     #[arg(long, value_name = "FILE", env = "INPUTFS_LOCK_OUT")]
@@ -205,6 +219,13 @@ pub struct MountArgs {
         conflicts_with_all = ["input", "inputs_file"]
     )]
     pub locked: Option<PathBuf>,
+}
+
+/// Whether reads of locally complete files bypass the daemon.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Passthrough {
+    Auto,
+    Off,
 }
 
 /// `inputfs warm`: the inputs and caches of a mount, and which tiers to fill.

@@ -95,6 +95,7 @@ pub fn engine(cache: &CacheArgs, origin: Origin) -> Result<Stack> {
     let config = EngineConfig {
         block_size: cache.block_size.as_u64(),
         memory_budget: cache.memory_budget.as_u64(),
+        max_readahead: cache.max_readahead.as_u64(),
         claim_timeout: cache.claim_timeout.into(),
         ..EngineConfig::default()
     };
