@@ -14,6 +14,7 @@
 //!   every request, for `az://` inputs.
 //! - [`tls`]: [`TestCa`], a private CA and a leaf certificate for 127.0.0.1
 //!   (openssl), for `https://` origins.
+//! - [`cache_dir`]: counting the blocks a cache directory holds.
 //! - [`bins`]: finding server binaries (failing with "run scripts/setup") and ports.
 //! - [`mounts`]: running the real `inputfs` binary against a real FUSE mount.
 //! - [`netfs`]: [`SharedDir`], one directory on a network filesystem (sshfs,
@@ -21,6 +22,7 @@
 
 pub mod azurite;
 pub mod bins;
+pub mod cache_dir;
 pub mod data;
 pub mod moto;
 pub mod mounts;
@@ -32,6 +34,7 @@ pub mod users;
 
 pub use azurite::AzuriteServer;
 pub use bins::{dead_endpoint, free_port, require_binary, wait_for_port};
+pub use cache_dir::cached_blocks;
 pub use data::{pattern, sha256_file, sha256_hex};
 pub use moto::MotoServer;
 pub use netfs::SharedDir;

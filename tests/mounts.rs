@@ -150,6 +150,12 @@ impl Mount {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// The PID of the running inputfs process (None once it has exited or been
+    /// killed), e.g. to read its peak memory from /proc.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Path of a file inside the mount.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.mountpoint.join(rel)

@@ -39,6 +39,10 @@ struct Counts {
     /// Time spent answering lists, in microseconds (to tell the server's cost
     /// from the client's in benchmarks).
     list_micros: AtomicU64,
+    /// GetObject requests still to refuse with 503 SlowDown (throttling tests).
+    throttle_gets: AtomicU64,
+    /// GetObject requests refused so.
+    throttled: AtomicU64,
 }
 
 /// The s3s-fs backend with counters in front.
@@ -53,6 +57,15 @@ impl S3 for Counting {
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
+        let refuse = self
+            .counts
+            .throttle_gets
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refuse {
+            self.counts.throttled.fetch_add(1, Ordering::SeqCst);
+            return Err(s3s::s3_error!(SlowDown, "Please reduce your request rate."));
+        }
         self.counts.gets.fetch_add(1, Ordering::SeqCst);
         let resp = self.inner.get_object(req).await?;
         let len = resp.output.content_length.unwrap_or(0).max(0) as u64;
@@ -324,6 +337,15 @@ impl S3Server {
     /// Time this server spent answering ListObjectsV2 requests.
     pub fn list_time(&self) -> std::time::Duration {
         std::time::Duration::from_micros(self.counts.list_micros.load(Ordering::SeqCst))
+    }
+    /// Refuse the next `n` GetObject requests with `503 SlowDown`, as S3 does
+    /// when it throttles (they are not counted as GETs).
+    pub fn throttle_next_gets(&self, n: u64) {
+        self.counts.throttle_gets.store(n, Ordering::SeqCst);
+    }
+    /// GetObject requests refused by [`throttle_next_gets`](Self::throttle_next_gets).
+    pub fn throttled_gets(&self) -> u64 {
+        self.counts.throttled.load(Ordering::SeqCst)
     }
     pub fn reset_counts(&self) {
         for c in [

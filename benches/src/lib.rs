@@ -3,3 +3,12 @@
 //! exercise the same real parts), checks every byte it reads, and prints ratios
 //! measured side by side in one run: these machines are shared and noisy, so
 //! absolute figures mean little and no benchmark asserts a speed.
+
+pub mod chart;
+pub mod direct;
+pub mod measure;
+pub mod report;
+pub mod scenarios;
+pub mod setup;
+pub mod shape;
+pub mod systems;

@@ -6,6 +6,7 @@
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use inputfs_tests::cached_blocks;
 use inputfs_tests::mounts::{Mount, is_mounted, run_inputfs};
 use inputfs_tests::{NginxServer, S3Server, pattern, sha256_hex};
 
@@ -117,27 +118,14 @@ fn a_second_worker_reads_the_shared_tier_not_the_origin() {
     // Copies into the local tier are skipped, by design, while its publish slots
     // are busy (a copy never holds up a read), so under load some may be missing;
     // most must be there, and none that is not in the shared tier.
-    let (local_blocks, shared_blocks) = (walk_blocks(&local2), walk_blocks(&shared));
+    let (local_blocks, shared_blocks) = (
+        cached_blocks(&local2, 256 << 10).0,
+        cached_blocks(&shared, 256 << 10).0,
+    );
     assert!(
         local_blocks * 2 >= shared_blocks && local_blocks <= shared_blocks,
         "local tier not filled from shared: {local_blocks} of {shared_blocks} blocks"
     );
-}
-
-fn walk_blocks(dir: &Path) -> usize {
-    let mut n = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "blk") {
-                n += 1;
-            }
-        }
-    }
-    n
 }
 
 #[test]

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use inputfs_tests::cached_blocks;
 use inputfs_tests::mounts::{Mount, is_mounted, run_inputfs};
 use inputfs_tests::users::{sha256_as, user};
 use inputfs_tests::{S3Server, pattern, sha256_hex};
@@ -147,26 +148,6 @@ impl Rig {
     }
 }
 
-/// Block files under `shared/inputfs-v1/objects`.
-fn blocks_in(shared: &Path) -> usize {
-    let mut n = 0;
-    let mut stack = vec![shared.join("inputfs-v1/objects")];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "blk") {
-                n += 1;
-            }
-        }
-    }
-    n
-}
-
 fn wait_for(what: &str, m: &Mount, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !done() {
@@ -204,11 +185,11 @@ fn wait_for_warning(m: &Mount) {
 /// Read `name`, then wait until its blocks are in `shared` and the log says the
 /// tier recovered.
 fn read_and_see_it_published(r: &Rig, m: &Mount, shared: &Path, name: &str) {
-    let before = blocks_in(shared);
+    let before = cached_blocks(shared, BLOCK as u64).0;
     r.read(m, name);
     let want = before + r.blocks(name);
     wait_for(&format!("{want} blocks in the shared cache"), m, || {
-        blocks_in(shared) >= want
+        cached_blocks(shared, BLOCK as u64).0 >= want
     });
     wait_for("the recovery in the log", m, || {
         recoveries(&m.stderr()) >= 1
@@ -245,7 +226,7 @@ fn a_full_shared_cache_is_read_through_and_recovers_when_it_grows() {
     );
     assert!(log.contains("No space left"), "{log}");
     assert!(
-        blocks_in(&fs.dir) < 24,
+        cached_blocks(&fs.dir, BLOCK as u64).0 < 24,
         "everything fitted: no ENOSPC tested"
     );
     // Room again: the next object lands in the shared cache, and the episode
@@ -262,14 +243,16 @@ fn a_read_only_shared_cache_is_read_through_and_recovers_when_writable() {
     let fs = Tmpfs::mount(&r.dir("shared"), "64m");
     let m = r.mount(&fs.dir);
     r.read(&m, "a.bin");
-    wait_for("a.bin published", &m, || blocks_in(&fs.dir) == 4);
+    wait_for("a.bin published", &m, || {
+        cached_blocks(&fs.dir, BLOCK as u64).0 == 4
+    });
     fs.remount("ro");
     r.read(&m, "b.bin");
     wait_for_warning(&m);
     let log = m.stderr();
     assert_eq!(shared_warnings(&log), 1, "{log}");
     assert!(log.contains("Read-only file system"), "{log}");
-    assert_eq!(blocks_in(&fs.dir), 4);
+    assert_eq!(cached_blocks(&fs.dir, BLOCK as u64).0, 4);
     fs.remount("rw");
     read_and_see_it_published(&r, &m, &fs.dir, "c.bin");
     one_episode(&m.stop());
@@ -282,7 +265,9 @@ fn a_shared_cache_root_removed_while_mounted_is_recreated() {
     std::fs::create_dir(&shared).unwrap();
     let m = r.mount(&shared);
     r.read(&m, "a.bin");
-    wait_for("a.bin published", &m, || blocks_in(&shared) == 4);
+    wait_for("a.bin published", &m, || {
+        cached_blocks(&shared, BLOCK as u64).0 == 4
+    });
     std::fs::remove_dir_all(shared.join("inputfs-v1")).unwrap();
     // The directory is on the device it was on at mount: the root comes back.
     r.read(&m, "b.bin");
@@ -300,7 +285,9 @@ fn a_vanished_shared_mount_is_never_written_to_until_a_cache_is_back() {
     let first_dev = dev(&fs.dir);
     let m = r.mount(&fs.dir);
     r.read(&m, "a.bin");
-    wait_for("a.bin published", &m, || blocks_in(&fs.dir) == 4);
+    wait_for("a.bin published", &m, || {
+        cached_blocks(&fs.dir, BLOCK as u64).0 == 4
+    });
     // The network mount goes away, leaving its empty mount point on the local
     // disk: nothing may be written there.
     fs.unmount();
@@ -375,7 +362,9 @@ fn a_shared_cache_the_worker_may_not_write_is_read_through_until_it_may() {
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
     std::thread::sleep(RETRY);
     read("b.bin");
-    wait_for("b.bin published", &m, || blocks_in(&shared) >= 4);
+    wait_for("b.bin published", &m, || {
+        cached_blocks(&shared, BLOCK as u64).0 >= 4
+    });
     wait_for("the recovery in the log", &m, || {
         recoveries(&m.stderr()) >= 1
     });

@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use inputfs_tests::cached_blocks;
 use inputfs_tests::mounts::{Mount, run_inputfs};
 use inputfs_tests::{S3Server, sha256_hex};
 
@@ -94,27 +95,6 @@ fn flag(name: &str, p: &Path) -> String {
     format!("--{name}={}", p.display())
 }
 
-/// (block files, bytes of block files) under `<dir>/inputfs-v1/objects`.
-fn blocks_in(dir: &Path) -> (usize, u64) {
-    let (mut n, mut bytes) = (0, 0);
-    let mut stack = vec![dir.join("inputfs-v1/objects")];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let meta = e.metadata().unwrap();
-            if meta.is_dir() {
-                stack.push(e.path());
-            } else if e.path().extension().is_some_and(|x| x == "blk") {
-                n += 1;
-                bytes += meta.len();
-            }
-        }
-    }
-    (n, bytes)
-}
-
 #[test]
 fn warm_then_copy_to_local_reads_nothing_more_from_the_origin() {
     let r = rig();
@@ -135,11 +115,11 @@ fn warm_then_copy_to_local_reads_nothing_more_from_the_origin() {
         stderr.contains("warm done:") && stderr.contains("(100%)"),
         "{stderr}"
     );
-    let (n, bytes) = blocks_in(&shared);
+    let (n, bytes) = cached_blocks(&shared, BLOCK);
     assert_eq!(n, r.blocks(), "shared cache blocks");
     assert!(bytes >= r.total());
     // Only the shared tier was filled: no local cache appeared.
-    assert_eq!(blocks_in(&r.dir("home-cache/inputfs")).0, 0);
+    assert_eq!(cached_blocks(&r.dir("home-cache/inputfs"), BLOCK).0, 0);
 
     // 2. Again: nothing from the origin, and the summary says so.
     r.server.reset_counts();
@@ -160,7 +140,7 @@ fn warm_then_copy_to_local_reads_nothing_more_from_the_origin() {
     ]);
     let m = Mount::start(&r.dir("mnt"), &args, &r.env()).expect("mount");
     assert_eq!(r.server.get_bytes(), 0, "copy to local read the origin");
-    let (n, bytes) = blocks_in(&local);
+    let (n, bytes) = cached_blocks(&local, BLOCK);
     assert_eq!(n, r.blocks(), "local cache blocks after the copy");
     assert!(bytes >= r.total());
     let log = m.stderr();
@@ -178,7 +158,7 @@ fn warm_then_copy_to_local_reads_nothing_more_from_the_origin() {
         "reads went to the origin: {log}"
     );
     assert_eq!(r.server.get_bytes(), 0);
-    assert_eq!(blocks_in(&local).0, r.blocks());
+    assert_eq!(cached_blocks(&local, BLOCK).0, r.blocks());
 }
 
 #[test]
@@ -187,7 +167,7 @@ fn warm_without_a_shared_cache_fills_the_local_one_and_to_local_fills_both() {
     let local = r.dir("local");
     let (stdout, _) = r.warm(&[flag("cache-dir", &local)]);
     assert_eq!(r.server.get_bytes(), r.total(), "{stdout}");
-    assert_eq!(blocks_in(&local).0, r.blocks());
+    assert_eq!(cached_blocks(&local, BLOCK).0, r.blocks());
 
     // --to-local with a shared cache: the local blocks are copied up, the origin
     // is not asked again.
@@ -200,7 +180,7 @@ fn warm_without_a_shared_cache_fills_the_local_one_and_to_local_fills_both() {
         "--to-local".into(),
     ]);
     assert_eq!(r.server.get_bytes(), 0, "{stdout}");
-    assert_eq!(blocks_in(&shared).0, r.blocks());
+    assert_eq!(cached_blocks(&shared, BLOCK).0, r.blocks());
     assert!(stdout.contains("copied from local"), "{stdout}");
 
     // And the blocks hold the right bytes: a mount over only the shared cache

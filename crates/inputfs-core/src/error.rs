@@ -12,12 +12,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The origin failed (network, 5xx, throttling, auth). `retryable` says whether
-    /// trying again may help.
+    /// trying again may help; `throttled` that the origin asked us to slow down
+    /// (HTTP 429, 503 / SlowDown), which is counted and logged once per episode.
     #[error("origin error for {url}: {message}")]
     Origin {
         url: String,
         message: String,
         retryable: bool,
+        throttled: bool,
     },
     /// The object no longer exists at the origin.
     #[error("{url} no longer exists at the origin")]
@@ -60,6 +62,17 @@ impl Error {
             _ => false,
         }
     }
+
+    /// Whether the origin refused this request to make us slow down.
+    pub fn is_throttling(&self) -> bool {
+        matches!(
+            self,
+            Error::Origin {
+                throttled: true,
+                ..
+            }
+        )
+    }
 }
 
 /// Single-flight hands every waiter the same `Arc<Error>`; each gets its own copy.
@@ -79,6 +92,7 @@ mod tests {
             url: "s3://b/k".into(),
             message: "boom".into(),
             retryable: true,
+            throttled: false,
         };
         assert_eq!(origin.errno(), libc::EIO);
         assert!(origin.is_retryable());

@@ -10,10 +10,14 @@
 //!   single-flight, readahead and a global memory budget.
 //! - [`testing`]: in-memory fakes and fault-injecting wrappers for both traits.
 //! - [`error`]: the crate's one error type and the one place errors become errnos.
+//! - [`metric_names`]: the name of every exported metric, in one place.
+//! - [`episode`]: lasting conditions (origin throttling, origin failing), logged once per episode.
 
 pub mod block;
 pub mod engine;
+pub mod episode;
 pub mod error;
+pub mod metric_names;
 pub mod object;
 pub mod source;
 pub mod store;
@@ -21,6 +25,7 @@ pub mod testing;
 
 pub use block::{BlockId, BlockLayout};
 pub use engine::{Engine, EngineConfig, FileReader};
+pub use episode::{Episode, Throttling};
 pub use error::{Error, Result};
 pub use object::{CacheKey, ObjectId, SourceKind, Version};
 pub use source::{RetryPolicy, Retrying, Source};

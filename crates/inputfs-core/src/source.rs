@@ -5,11 +5,13 @@
 //! object-store client all fit it, and one test suite can run against each.
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::episode::Throttling;
 use crate::error::{Error, Result};
 use crate::object::ObjectId;
 
@@ -71,20 +73,38 @@ impl RetryPolicy {
 }
 
 /// Retries retryable origin errors (and short reads) with a [`RetryPolicy`]: a
-/// wrapper rather than a flag, so the policy lives in one place.
+/// wrapper rather than a flag, so the policy lives in one place. It sees every
+/// attempt, so it is also where throttling is noticed ([`Throttling`]).
 pub struct Retrying<S> {
     inner: S,
     policy: RetryPolicy,
+    throttling: Arc<Throttling>,
 }
 
 impl<S> Retrying<S> {
     pub fn new(inner: S, policy: RetryPolicy) -> Self {
-        Retrying { inner, policy }
+        Retrying {
+            inner,
+            policy,
+            throttling: Arc::default(),
+        }
     }
 
     /// The default policy.
     pub fn with_defaults(inner: S) -> Self {
         Self::new(inner, RetryPolicy::default())
+    }
+
+    /// Report throttled responses to `throttling` (shared with whoever exports
+    /// its counter) instead of a private one.
+    pub fn with_throttling(mut self, throttling: Arc<Throttling>) -> Self {
+        self.throttling = throttling;
+        self
+    }
+
+    /// Where throttled responses are counted.
+    pub fn throttling(&self) -> &Arc<Throttling> {
+        &self.throttling
     }
 }
 
@@ -93,7 +113,18 @@ impl<S: Source> Source for Retrying<S> {
     async fn get_range(&self, object: &ObjectId, range: Range<u64>) -> Result<Bytes> {
         let want = range.end - range.start;
         let attempt = || async {
-            let b = self.inner.get_range(object, range.clone()).await?;
+            let b = match self.inner.get_range(object, range.clone()).await {
+                Ok(b) => {
+                    self.throttling.succeeded();
+                    b
+                }
+                Err(e) => {
+                    if e.is_throttling() {
+                        self.throttling.throttled(&e);
+                    }
+                    return Err(e);
+                }
+            };
             if b.len() as u64 != want {
                 return Err(Error::ShortRead {
                     url: object.url.clone(),
@@ -118,7 +149,6 @@ impl<T: Source + ?Sized> Source for std::sync::Arc<T> {
 mod tests {
     use super::*;
     use crate::testing::{Fault, FaultySource, MemorySource};
-    use std::sync::Arc;
 
     #[tokio::test(start_paused = true)]
     async fn retries_transient_errors_then_succeeds() {
@@ -156,6 +186,24 @@ mod tests {
         let err = src.get_range(&obj, 0..10).await.unwrap_err();
         assert!(matches!(err, Error::VersionChanged { .. }));
         assert_eq!(faulty.calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttled_attempts_are_counted_and_retried() {
+        let mem = MemorySource::new();
+        let obj = mem.insert("mem://a", vec![5u8; 10]);
+        let faulty = Arc::new(FaultySource::new(mem));
+        faulty.fail_next(3, Fault::Throttled);
+        let throttling = Arc::new(Throttling::new(Duration::ZERO));
+        let src = Retrying::with_defaults(faulty.clone()).with_throttling(throttling.clone());
+        assert_eq!(&src.get_range(&obj, 0..10).await.unwrap()[..], &[5u8; 10]);
+        assert_eq!(throttling.count(), 3);
+        // The success after them ended the episode.
+        assert!(!throttling.is_active());
+        // Other retryable errors are not throttling.
+        faulty.fail_next(1, Fault::Transient);
+        src.get_range(&obj, 0..10).await.unwrap();
+        assert_eq!(throttling.count(), 3);
     }
 
     #[tokio::test(start_paused = true)]

@@ -7,8 +7,9 @@
 
 use bytes::Bytes;
 
-use crate::block::BlockId;
+use crate::block::{BlockId, BlockLayout};
 use crate::error::Result;
+use crate::object::CacheKey;
 
 /// What a tier lookup found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +59,18 @@ pub trait BlockStore: Send + Sync + 'static {
 
     /// Give up a claim this worker holds (after publishing, or after failing).
     fn release(&self, _block: &BlockId) {}
+
+    /// The object as one plain file of exactly `size` bytes, if this store
+    /// holds it that way: what kernel passthrough reads from.
+    fn open_plain(&self, _key: &CacheKey, _size: u64) -> Result<Option<std::fs::File>> {
+        Ok(None)
+    }
+
+    /// Hold the object as one plain file if every block of it is here and the
+    /// store allows plain files; whether it is held that way now.
+    fn make_plain(&self, _key: &CacheKey, _layout: &BlockLayout) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// Counters the engine keeps for each tier.
@@ -98,5 +111,11 @@ impl<T: BlockStore + ?Sized> BlockStore for std::sync::Arc<T> {
     }
     fn release(&self, block: &BlockId) {
         (**self).release(block)
+    }
+    fn open_plain(&self, key: &CacheKey, size: u64) -> Result<Option<std::fs::File>> {
+        (**self).open_plain(key, size)
+    }
+    fn make_plain(&self, key: &CacheKey, layout: &BlockLayout) -> Result<bool> {
+        (**self).make_plain(key, layout)
     }
 }

@@ -8,6 +8,7 @@
 
 mod error;
 mod fs;
+mod passthrough;
 mod tree;
 
 pub use error::TreeError;

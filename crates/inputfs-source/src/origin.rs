@@ -140,6 +140,7 @@ impl Origin {
             url: object.url.clone(),
             message: e.to_string(),
             retryable: false,
+            throttled: false,
         })
     }
 
@@ -323,6 +324,30 @@ fn is_certificate_error(e: &(dyn StdError + 'static)) -> bool {
     false
 }
 
+/// Whether the origin asked us to slow down: HTTP 429, or 503 (S3 `SlowDown`,
+/// Azure `ServerBusy`, GCS `rateLimitExceeded` come with one of those), found
+/// like [`classify`] finds a status: in the error chain's text.
+pub(crate) fn is_throttling(e: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        let text = err.to_string();
+        if matches!(status_in(&text), Some(429 | 503))
+            || [
+                "SlowDown",
+                "ServerBusy",
+                "TooManyRequests",
+                "rateLimitExceeded",
+            ]
+            .iter()
+            .any(|code| text.contains(code))
+        {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
+
 /// The HTTP status in `object_store`'s "non-2xx status code: 503 Service ..." text.
 fn status_in(text: &str) -> Option<u16> {
     let rest = text.split_once("status code: ")?.1;
@@ -353,16 +378,19 @@ pub(crate) fn to_core(e: &object_store::Error, object: &ObjectId) -> Error {
             url,
             message: format!("access denied: {message}"),
             retryable: false,
+            throttled: false,
         },
         Class::Unreachable | Class::Transient => Error::Origin {
             url,
             message,
             retryable: true,
+            throttled: is_throttling(e),
         },
         Class::Permanent | Class::Certificate => Error::Origin {
             url,
             message,
             retryable: false,
+            throttled: false,
         },
     }
 }

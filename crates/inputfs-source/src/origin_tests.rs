@@ -164,6 +164,28 @@ fn engine_errors() {
 }
 
 #[test]
+fn throttling_responses_are_marked_throttled() {
+    let obj = object();
+    let throttled = |e: &object_store::Error| {
+        let core = to_core(e, &obj);
+        assert!(core.is_retryable() || !core.is_throttling(), "{core:?}");
+        core.is_throttling()
+    };
+    assert!(throttled(&status("503 Service Unavailable")));
+    assert!(throttled(&status("429 Too Many Requests")));
+    assert!(throttled(&generic(
+        "<Code>SlowDown</Code> Please reduce your request rate"
+    )));
+    assert!(!throttled(&status("500 Internal Server Error")));
+    assert!(!throttled(&status("403 Forbidden")));
+    assert!(!throttled(&http(
+        HttpErrorKind::Timeout,
+        std::io::ErrorKind::TimedOut,
+        "x"
+    )));
+}
+
+#[test]
 fn resolve_errors_are_one_line_and_name_the_fix() {
     use object_store::Error as E;
     let e = entry();

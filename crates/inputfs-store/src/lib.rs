@@ -13,6 +13,7 @@
 //! - [`DirStore`] (in `dir`): paths, `open`, and the read side of the store.
 //! - `publish`: temp file + link/rename, the write side.
 //! - `claim`: `O_EXCL` claim files that de-duplicate origin fetches across workers.
+//! - `plain`: objects held whole as plain files, for kernel passthrough.
 //! - `sweep`: removing what killed workers left behind (temp files, stale claims).
 //! - `health`: failing fast while the directory is unusable, and setting the
 //!   store up again by itself once it works ([`DirStore::open_lenient`]).
@@ -28,6 +29,7 @@ mod exclusive;
 pub mod format;
 mod fsutil;
 mod health;
+mod plain;
 mod publish;
 mod sweep;
 pub mod usage;
@@ -35,5 +37,6 @@ pub mod usage;
 pub use dir::{DirStore, ROOT_NAME};
 pub use error::StoreError;
 pub use health::RETRY_EVERY;
+pub use plain::PLAIN_NAME;
 pub use sweep::{Strays, Swept};
-pub use usage::{Eviction, Limits};
+pub use usage::{Eviction, Limits, UsageCounters};

@@ -47,6 +47,38 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check that this machine can run inputfs: FUSE, the cache directories
+    /// (semantics, space, speed) and that each URL resolves with the
+    /// credentials at hand. Every failing check says how to fix it.
+    Doctor(DoctorArgs),
+}
+
+/// `inputfs doctor`: what to check.
+#[derive(Args, Debug, Clone)]
+pub struct DoctorArgs {
+    /// URLs to resolve exactly as a mount would (HEAD, or LIST for a prefix or glob).
+    #[arg(value_name = "URL")]
+    pub urls: Vec<String>,
+    /// Local cache directory to check [default: as mount uses].
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "INPUTFS_CACHE_DIR",
+        conflicts_with = "no_local_cache"
+    )]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not check a local cache directory.
+    #[arg(long, env = "INPUTFS_NO_LOCAL_CACHE")]
+    pub no_local_cache: bool,
+    /// Shared cache directory to check, including its latency and throughput.
+    #[arg(long, value_name = "DIR", env = "INPUTFS_SHARED_CACHE")]
+    pub shared_cache: Option<PathBuf>,
+    /// Bytes written then read back to measure the shared directory's throughput.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB")]
+    pub throughput_size: ByteSize,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The cache directories a maintenance command works on.
@@ -197,6 +229,10 @@ pub struct MountArgs {
     /// Log format.
     #[arg(long, value_enum, env = "INPUTFS_LOG_FORMAT", default_value = "text")]
     pub log_format: crate::logging::LogFormat,
+    /// Serve Prometheus metrics at http://ADDR/metrics (ADDR is HOST:PORT,
+    /// e.g. 127.0.0.1:9100).
+    #[arg(long, value_name = "ADDR", env = "INPUTFS_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
     /// Before serving, copy every input into the local cache (from the shared
     /// cache where it has them, else the origin): the job then reads local disk.
     #[arg(long, env = "INPUTFS_COPY_TO_LOCAL", conflicts_with = "no_local_cache")]

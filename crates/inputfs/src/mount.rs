@@ -16,7 +16,7 @@ use inputfs_source::Origin;
 use crate::cli::MountArgs;
 use crate::daemon::{self, Ready};
 use crate::maintain::Maintenance;
-use crate::{lock, logging, stack};
+use crate::{exporter, lock, logging, stack};
 
 /// How long an unmount waits for background cache publishes to finish.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -65,6 +65,12 @@ fn start(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(fuser::BackgroundSession, Arc<Engine>, Maintenance)> {
     let mountpoint = check_mountpoint(&args.mountpoint)?;
+    // Bound first: a taken or bad address fails before anything is resolved.
+    let metrics = args
+        .metrics_addr
+        .as_deref()
+        .map(exporter::bind)
+        .transpose()?;
     let origin = Origin::new();
     // From --locked, or resolved from the inputs (and recorded by --lock-out).
     let (resolved, cache) = lock::inputs(args, &origin, runtime)?;
@@ -88,6 +94,14 @@ fn start(
             .collect(),
     )?;
     let (files, bytes) = (tree.len(), tree.total_bytes());
+    if let Some(listener) = metrics {
+        let sources = exporter::Sources {
+            engine: engine.clone(),
+            stores: stack.stores.clone(),
+            throttling: stack.throttling.clone(),
+        };
+        exporter::serve(listener, sources, runtime)?;
+    }
     if args.copy_to_local {
         // Before the mount exists, so readiness means "copied and serving".
         crate::warm::copy_to_local(&tree, &engine, cache.no_local_cache, runtime)?;
@@ -97,6 +111,7 @@ fn start(
         allow_other: args.allow_other,
         fsname: "inputfs".into(),
         threads: 2,
+        passthrough: args.passthrough == crate::cli::Passthrough::Auto,
     };
     let session = inputfs_fuse::mount(fs, &mountpoint, &options).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {

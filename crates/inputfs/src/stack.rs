@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use inputfs_core::{BlockStore, Engine, EngineConfig, Retrying};
+use inputfs_core::{BlockStore, Engine, EngineConfig, Retrying, Throttling};
 use inputfs_source::Origin;
 use inputfs_store::{DirStore, Limits};
 
@@ -29,6 +29,8 @@ const STALE_AFTER: Duration = Duration::from_secs(3600);
 pub struct Stack {
     pub engine: Arc<Engine>,
     pub stores: Vec<Arc<DirStore>>,
+    /// Throttled origin responses, counted by the retry wrapper.
+    pub throttling: Arc<Throttling>,
 }
 
 impl Stack {
@@ -58,6 +60,9 @@ pub fn engine(cache: &CacheArgs, origin: Origin) -> Result<Stack> {
             .with_context(|| format!("--cache-dir {}: cannot create", dir.display()))?;
         let store = DirStore::open(&dir, "local")
             .with_context(|| format!("--cache-dir {}", dir.display()))?
+            // Private to this worker: complete objects may be held as plain
+            // files, for kernel passthrough.
+            .with_plain_files(cache.block_size.as_u64())
             .with_limits(Limits {
                 max_bytes: cache.cache_max_size.map(|s| s.as_u64()),
                 min_free_percent: cache.cache_min_free,
@@ -103,11 +108,17 @@ pub fn engine(cache: &CacheArgs, origin: Origin) -> Result<Stack> {
         .iter()
         .map(|s| s.clone() as Arc<dyn BlockStore>)
         .collect();
-    let engine = Engine::new(Arc::new(Retrying::with_defaults(origin)), tiers, config)
+    let throttling = Arc::new(Throttling::default());
+    let source = Retrying::with_defaults(origin).with_throttling(throttling.clone());
+    let engine = Engine::new(Arc::new(source), tiers, config)
         .map_err(|e| anyhow!("--block-size/--memory-budget: {e}"))?;
     if let Some(e) = shared_unusable {
         // One warning now; the engine says when the tier has recovered.
         engine.report_tier_error("shared", &e);
     }
-    Ok(Stack { engine, stores })
+    Ok(Stack {
+        engine,
+        stores,
+        throttling,
+    })
 }

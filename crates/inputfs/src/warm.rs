@@ -102,6 +102,13 @@ pub fn copy_to_local(
         "copy to local",
         runtime,
     )?;
+    // Held whole, the copies can be read with kernel passthrough; this runs in
+    // the background while the mount serves (opens until then read through
+    // the daemon).
+    let _guard = runtime.enter();
+    for object in objects {
+        engine.make_plain_locally(object);
+    }
     tracing::info!(
         origin_bytes = summary.origin_bytes,
         cached_bytes = summary.cached_bytes(),

@@ -13,12 +13,15 @@
 //! hanging the application.
 
 mod claims;
+mod plain;
 mod readahead;
 mod stats;
 mod tiers;
 mod warm;
 
 use tiers::Tier;
+#[cfg(test)]
+mod observe_tests;
 #[cfg(test)]
 mod tests;
 
@@ -32,13 +35,14 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use crate::block::{BlockId, BlockLayout};
+use crate::episode::Episode;
 use crate::error::{Error, Result};
 use crate::object::{CacheKey, ObjectId};
 use crate::source::Source;
 use crate::store::BlockStore;
 
 pub use readahead::Readahead;
-pub use stats::{OriginStats, StatsSnapshot, TierSnapshot};
+pub use stats::{MemorySnapshot, MemoryStats, OriginStats, StatsSnapshot, TierSnapshot};
 pub use warm::{WarmSummary, WarmTarget};
 
 const MIB: u64 = 1 << 20;
@@ -48,8 +52,8 @@ const MIB: u64 = 1 << 20;
 pub struct EngineConfig {
     /// Size of a cache block and of an origin request.
     pub block_size: u64,
-    /// Memory for block data in all: half bounds data in flight, half the
-    /// in-memory cache of finished blocks.
+    /// Memory for block data in all: three quarters bound data in flight
+    /// (loads, readahead), one quarter the in-memory cache of finished blocks.
     pub memory_budget: u64,
     /// Largest readahead window per open file.
     pub max_readahead: u64,
@@ -113,9 +117,12 @@ pub struct Engine {
     inflight_kib: u32,
     config: EngineConfig,
     origin: OriginStats,
+    memory_stats: MemoryStats,
     background: TaskTracker,
     /// URLs already reported as changed since they were pinned.
     changed: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Origin reads failing (after retries): one warning per episode.
+    origin_failing: Episode,
 }
 
 impl Engine {
@@ -126,11 +133,15 @@ impl Engine {
         config: EngineConfig,
     ) -> std::result::Result<Arc<Self>, String> {
         config.validate()?;
-        let half = config.memory_budget / 2;
-        let inflight_kib = u32::try_from(half / 1024).unwrap_or(u32::MAX);
+        // In flight is what keeps many origin requests going (bandwidth x
+        // latency); the in-memory cache only has to hold the few blocks that
+        // readers are in the middle of (the kernel's page cache holds the rest).
+        let cached = config.memory_budget / 4;
+        let inflight_kib =
+            u32::try_from((config.memory_budget - cached) / 1024).unwrap_or(u32::MAX);
         let memory = moka::future::Cache::builder()
             .weigher(|_k: &BlockId, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
-            .max_capacity(half)
+            .max_capacity(cached)
             .build();
         let tiers = tiers
             .into_iter()
@@ -144,8 +155,10 @@ impl Engine {
             inflight_kib,
             config,
             origin: OriginStats::default(),
+            memory_stats: MemoryStats::default(),
             background: TaskTracker::new(),
             changed: Default::default(),
+            origin_failing: Episode::default(),
         }))
     }
 
@@ -163,7 +176,8 @@ impl Engine {
 
     /// A reader with its own readahead state, one per open file handle.
     pub fn reader(self: &Arc<Self>, object: Arc<Object>) -> FileReader {
-        let window = self.config.max_readahead.min(self.config.memory_budget / 4);
+        // One reader may use up to two thirds of the in-flight budget.
+        let window = self.config.max_readahead.min(self.config.memory_budget / 2);
         FileReader {
             engine: self.clone(),
             object,
@@ -180,17 +194,19 @@ impl Engine {
         let end = offset.saturating_add(len).min(obj.id.size);
         let bs = obj.layout.block_size;
         if blocks.end - blocks.start == 1 {
-            let block = self.block(obj, blocks.start).await?;
+            let (block, hit) = self.block_entry(obj, blocks.start).await?;
+            self.count_memory(hit, end - offset);
             let start = (offset - blocks.start * bs) as usize;
             return Ok(block.slice(start..start + (end - offset) as usize));
         }
         let parts =
-            futures::future::try_join_all(blocks.clone().map(|i| self.block(obj, i))).await?;
+            futures::future::try_join_all(blocks.clone().map(|i| self.block_entry(obj, i))).await?;
         let mut out = BytesMut::with_capacity((end - offset) as usize);
-        for (i, part) in blocks.zip(parts) {
+        for (i, (part, hit)) in blocks.zip(parts) {
             let range = obj.layout.block_range(i);
             let from = offset.max(range.start) - range.start;
             let to = end.min(range.end) - range.start;
+            self.count_memory(hit, to - from);
             out.extend_from_slice(&part[from as usize..to as usize]);
         }
         Ok(out.freeze())
@@ -198,14 +214,36 @@ impl Engine {
 
     /// Fetch a whole block through the single-flight point.
     pub async fn block(self: &Arc<Self>, obj: &Arc<Object>, index: u64) -> Result<Bytes> {
+        self.block_entry(obj, index).await.map(|(data, _)| data)
+    }
+
+    /// [`block`](Self::block), and whether this request was served without a
+    /// load of its own (the block was in memory, or another request — a
+    /// readahead, say — was already loading it).
+    async fn block_entry(self: &Arc<Self>, obj: &Arc<Object>, index: u64) -> Result<(Bytes, bool)> {
         let id = BlockId {
             key: obj.key,
             index,
         };
-        self.memory
-            .try_get_with(id, self.clone().load(obj.clone(), index, None))
+        let entry = self
+            .memory
+            .entry(id)
+            .or_try_insert_with(self.clone().load(obj.clone(), index, None))
             .await
-            .map_err(Error::from)
+            .map_err(Error::from)?;
+        let hit = !entry.is_fresh();
+        Ok((entry.into_value(), hit))
+    }
+
+    /// Count one block's part of an application read against the memory tier.
+    fn count_memory(&self, hit: bool, bytes: u64) {
+        let stats = &self.memory_stats;
+        if hit {
+            stats.hits.fetch_add(1, Ordering::Relaxed);
+            stats.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+        } else {
+            stats.misses.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Wait (bounded) for background publishes to finish, so a clean unmount
@@ -219,12 +257,28 @@ impl Engine {
         done
     }
 
+    /// [`stats`](Self::stats) with the in-memory cache's size brought up to
+    /// date first (it is otherwise updated lazily, as the cache is used).
+    pub async fn stats_now(&self) -> StatsSnapshot {
+        self.memory.run_pending_tasks().await;
+        self.stats()
+    }
+
     /// A copy of every counter.
     pub fn stats(&self) -> StatsSnapshot {
         StatsSnapshot {
             origin_requests: self.origin.requests.load(Ordering::Relaxed),
             origin_bytes: self.origin.bytes.load(Ordering::Relaxed),
             origin_errors: self.origin.errors.load(Ordering::Relaxed),
+            memory: MemorySnapshot {
+                hits: self.memory_stats.hits.load(Ordering::Relaxed),
+                misses: self.memory_stats.misses.load(Ordering::Relaxed),
+                bytes_read: self.memory_stats.bytes_read.load(Ordering::Relaxed),
+                inflight_bytes: u64::from(self.inflight_kib)
+                    .saturating_sub(self.inflight.available_permits() as u64)
+                    * 1024,
+                cached_bytes: self.memory.weighted_size(),
+            },
             tiers: self
                 .tiers
                 .iter()
@@ -310,13 +364,21 @@ impl Engine {
             .get_range(&obj.id, obj.layout.block_range(index))
             .await
         {
-            Ok(d) => d,
+            Ok(d) => {
+                if self.origin_failing.succeeded() {
+                    tracing::info!("origin reads succeed again");
+                }
+                d
+            }
             Err(e) => {
                 self.origin.errors.fetch_add(1, Ordering::Relaxed);
                 if let Error::VersionChanged { url, version } = &e {
                     self.report_changed(url, version, index);
+                } else if self.origin_failing.occurred() {
+                    tracing::warn!(url = %obj.id.url, block = index, error = %e,
+                        "origin read failed (EIO to the application); further failures are logged at debug level until reads succeed again");
                 } else {
-                    tracing::warn!(url = %obj.id.url, block = index, error = %e, "origin read failed");
+                    tracing::debug!(url = %obj.id.url, block = index, error = %e, "origin read failed");
                 }
                 return Err(e);
             }

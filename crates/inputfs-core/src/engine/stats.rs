@@ -11,6 +11,31 @@ pub struct OriginStats {
     pub errors: AtomicU64,
 }
 
+/// Counters of the in-memory block cache.
+#[derive(Debug, Default)]
+pub struct MemoryStats {
+    /// Blocks of application reads answered without a load of their own: the
+    /// block was in memory, or another request (a readahead) was loading it.
+    pub hits: AtomicU64,
+    /// Blocks of application reads that loaded the block themselves (from a
+    /// tier or the origin). Readahead and warm loads are in neither.
+    pub misses: AtomicU64,
+    /// Bytes of application reads served by hits.
+    pub bytes_read: AtomicU64,
+}
+
+/// A point-in-time copy of the in-memory cache's counters and sizes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemorySnapshot {
+    pub hits: u64,
+    pub misses: u64,
+    pub bytes_read: u64,
+    /// Bytes of the in-flight budget held by loads right now.
+    pub inflight_bytes: u64,
+    /// Bytes of blocks held by the in-memory cache (moka's estimate).
+    pub cached_bytes: u64,
+}
+
 /// A point-in-time copy of one tier's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TierSnapshot {
@@ -61,6 +86,8 @@ pub struct StatsSnapshot {
     pub origin_requests: u64,
     pub origin_bytes: u64,
     pub origin_errors: u64,
+    /// The in-memory block cache, above every tier.
+    pub memory: MemorySnapshot,
     /// One entry per tier, in lookup order, with the tier's name.
     pub tiers: Vec<(String, TierSnapshot)>,
 }

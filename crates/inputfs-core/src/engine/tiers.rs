@@ -30,6 +30,8 @@ pub(super) struct Tier {
     pub(super) store: Arc<dyn BlockStore>,
     pub(super) stats: TierStats,
     pub(super) publish_slots: Arc<Semaphore>,
+    /// Objects being made plain at once (one: it is a background copy).
+    pub(super) plain_slot: Arc<Semaphore>,
     /// One bit per kind of call ([`Op`]) whose last attempt failed; non-zero
     /// means the tier is degraded.
     failing: AtomicU8,
@@ -63,6 +65,7 @@ impl Tier {
             store,
             stats: TierStats::default(),
             publish_slots: Arc::new(Semaphore::new(publish_slots)),
+            plain_slot: Arc::new(Semaphore::new(1)),
             failing: AtomicU8::new(0),
         }
     }

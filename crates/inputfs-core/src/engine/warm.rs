@@ -345,6 +345,7 @@ fn naming_url(e: Error, url: &str) -> Error {
             url: url.to_string(),
             message: other.to_string(),
             retryable: false,
+            throttled: false,
         },
     }
 }

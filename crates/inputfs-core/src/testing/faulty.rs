@@ -17,8 +17,10 @@ use crate::store::{BlockStore, Claim, Lookup};
 /// A way for the origin to fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
-    /// A retryable error (503, connection reset).
+    /// A retryable error (500, connection reset).
     Transient,
+    /// The origin asks us to slow down (429, 503 SlowDown): retryable.
+    Throttled,
     /// A non-retryable error (403).
     Permanent,
     /// The object changed since it was pinned.
@@ -90,13 +92,21 @@ impl<S: Source> Source for FaultySource<S> {
             None => self.inner.get_range(object, range).await,
             Some(Fault::Transient) => Err(Error::Origin {
                 url,
-                message: "injected 503".into(),
+                message: "injected 500".into(),
                 retryable: true,
+                throttled: false,
+            }),
+            Some(Fault::Throttled) => Err(Error::Origin {
+                url,
+                message: "injected 503 SlowDown".into(),
+                retryable: true,
+                throttled: true,
             }),
             Some(Fault::Permanent) => Err(Error::Origin {
                 url,
                 message: "injected 403".into(),
                 retryable: false,
+                throttled: false,
             }),
             Some(Fault::Changed) => Err(Error::VersionChanged {
                 url,

@@ -296,6 +296,13 @@ impl Index {
                 };
                 for block in fs::read_dir(obj_dir.path()).into_iter().flatten().flatten() {
                     let file = block.file_name();
+                    if file == crate::plain::PLAIN_NAME {
+                        // An object held whole: its bytes, under an index no block has.
+                        if let Ok(meta) = block.metadata() {
+                            obj.blocks.insert(u64::MAX, meta.len());
+                        }
+                        continue;
+                    }
                     let Some(hex) = file
                         .to_string_lossy()
                         .strip_suffix(".blk")

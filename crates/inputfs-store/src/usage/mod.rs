@@ -20,7 +20,7 @@ pub mod index;
 pub(crate) mod journal;
 
 use std::fs;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use index::{Index, ObjectUsage};
@@ -79,6 +79,24 @@ pub(crate) struct Usage {
     estimate: AtomicU64,
     /// Bytes this worker placed since it last offered to sweep.
     placed_since_sweep: AtomicU64,
+    /// Whether `estimate` started from a known total (a sweep or
+    /// [`DirStore::estimate_usage`]), rather than from zero.
+    estimate_known: AtomicBool,
+    /// Objects and bytes this worker's sweeps evicted, for metrics.
+    evicted_objects: AtomicU64,
+    evicted_bytes: AtomicU64,
+}
+
+/// What this worker knows of a directory's usage, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageCounters {
+    /// Objects evicted by this worker's sweeps.
+    pub evicted_objects: u64,
+    /// Bytes evicted by this worker's sweeps.
+    pub evicted_bytes: u64,
+    /// Bytes of blocks in the directory: the last sweep's (or estimate's) total
+    /// plus what this worker placed since; `None` before anything was counted.
+    pub used_bytes: Option<u64>,
 }
 
 impl std::fmt::Debug for Usage {
@@ -97,6 +115,9 @@ impl Usage {
             limits: Limits::default(),
             estimate: AtomicU64::new(0),
             placed_since_sweep: AtomicU64::new(0),
+            estimate_known: AtomicBool::new(false),
+            evicted_objects: AtomicU64::new(0),
+            evicted_bytes: AtomicU64::new(0),
         }
     }
 }
@@ -129,10 +150,10 @@ impl DirStore {
         let usage = self.usage();
         usage.journal.placed(id, bytes, since);
         let _ = self.flush_usage();
+        let estimate = usage.estimate.fetch_add(bytes, Ordering::Relaxed) + bytes;
         if !usage.limits.is_set() {
             return;
         }
-        let estimate = usage.estimate.fetch_add(bytes, Ordering::Relaxed) + bytes;
         let placed = usage.placed_since_sweep.fetch_add(bytes, Ordering::Relaxed) + bytes;
         let every = usage
             .limits
@@ -147,6 +168,36 @@ impl DirStore {
                 Err(e) => tracing::debug!(tier = self.name_str(), error = %e, "sweep failed"),
             }
         }
+    }
+
+    /// Eviction counts and the usage estimate, for metrics. Cheap: atomics only.
+    pub fn usage_counters(&self) -> UsageCounters {
+        let usage = self.usage();
+        UsageCounters {
+            evicted_objects: usage.evicted_objects.load(Ordering::Relaxed),
+            evicted_bytes: usage.evicted_bytes.load(Ordering::Relaxed),
+            used_bytes: usage
+                .estimate_known
+                .load(Ordering::Relaxed)
+                .then(|| usage.estimate.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Start the usage estimate from the directory's usage index (the last
+    /// snapshot plus the journals, or a rescan where there is none), unless a
+    /// sweep already did. File I/O: call it off the read path, once.
+    pub fn estimate_usage(&self) -> Result<u64, StoreError> {
+        let usage = self.usage();
+        if usage.estimate_known.load(Ordering::Relaxed) {
+            return Ok(usage.estimate.load(Ordering::Relaxed));
+        }
+        // Every block this worker placed so far is journaled (at once), so it
+        // is in the index's total; one placed while the index is read may be
+        // missed: the estimate errs low by at most those, until a sweep.
+        let total = self.usage_index()?.bytes();
+        usage.estimate.store(total, Ordering::Relaxed);
+        usage.estimate_known.store(true, Ordering::Relaxed);
+        Ok(total)
     }
 
     /// Write this worker's pending usage records (call every few seconds).
@@ -284,7 +335,15 @@ impl DirStore {
             index
                 .save_new(&index_dir, self.tmp_dir())
                 .map_err(|e| StoreError::io("write usage index in", &index_dir, e))?;
-            self.usage().estimate.store(used, Ordering::Relaxed);
+            let usage = self.usage();
+            usage.estimate.store(used, Ordering::Relaxed);
+            usage.estimate_known.store(true, Ordering::Relaxed);
+            usage
+                .evicted_objects
+                .fetch_add(report.objects as u64, Ordering::Relaxed);
+            usage
+                .evicted_bytes
+                .fetch_add(report.bytes, Ordering::Relaxed);
             if report.objects > 0 {
                 tracing::info!(
                     tier = self.name_str(),

@@ -1,0 +1,113 @@
+//! The `direct` system: what an application gets from the origin with no FUSE and
+//! no cache, using the same object_store S3 client inputfs uses, block-size ranged
+//! GETs and the same number in flight as inputfs's largest readahead window
+//! (max readahead / block size). Bytes are hashed in order as they complete, as
+//! a streaming reader would; nothing is written anywhere.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path;
+use sha2::{Digest, Sha256};
+
+/// An S3 client to the origin (through the shaping proxy at `endpoint`).
+pub struct Direct {
+    store: AmazonS3,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Direct {
+    pub fn new(endpoint: &str, bucket: &str) -> Result<Direct> {
+        use inputfs_tests::s3::{ACCESS_KEY, REGION, SECRET_KEY};
+        let store = AmazonS3Builder::new()
+            .with_endpoint(endpoint)
+            .with_access_key_id(ACCESS_KEY)
+            .with_secret_access_key(SECRET_KEY)
+            .with_region(REGION)
+            .with_allow_http(true)
+            .with_bucket_name(bucket)
+            .build()
+            .context("the direct S3 client")?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        Ok(Direct { store, runtime })
+    }
+
+    /// Read `key` (`len` bytes) in `block`-size ranged GETs, `in_flight` at a
+    /// time, hashing in order; fail unless it hashes to `sha`.
+    pub fn read(
+        &self,
+        key: &str,
+        len: u64,
+        sha: &str,
+        block: u64,
+        in_flight: usize,
+    ) -> Result<Duration> {
+        let path = Path::parse(key)?;
+        let store = &self.store;
+        self.runtime.block_on(async {
+            let started = Instant::now();
+            let ranges = (0..len.div_ceil(block)).map(|i| i * block..((i + 1) * block).min(len));
+            let mut parts = futures::stream::iter(ranges)
+                .map(|r| {
+                    let path = path.clone();
+                    async move { store.get_range(&path, r).await }
+                })
+                .buffered(in_flight.max(1));
+            let mut hasher = Sha256::new();
+            let mut total = 0u64;
+            while let Some(part) = parts
+                .try_next()
+                .await
+                .with_context(|| format!("GET {key}"))?
+            {
+                total += part.len() as u64;
+                hasher.update(&part);
+            }
+            let elapsed = started.elapsed();
+            let got = hex::encode(hasher.finalize());
+            if total != len || got != sha {
+                bail!("checksum mismatch reading {key} directly: {total} bytes, sha256 {got}");
+            }
+            Ok(elapsed)
+        })
+    }
+
+    /// GET every object of `want` (key -> (length, SHA-256)), `in_flight` at a
+    /// time, checking each.
+    pub fn read_all(
+        &self,
+        want: &BTreeMap<String, (u64, String)>,
+        in_flight: usize,
+    ) -> Result<Duration> {
+        let store = &self.store;
+        self.runtime.block_on(async {
+            let started = Instant::now();
+            futures::stream::iter(want.iter())
+                .map(|(key, (len, sha))| async move {
+                    let path = Path::parse(key)?;
+                    let data = store
+                        .get(&path)
+                        .await
+                        .with_context(|| format!("GET {key}"))?
+                        .bytes()
+                        .await
+                        .with_context(|| format!("GET {key}"))?;
+                    if data.len() as u64 != *len || hex::encode(Sha256::digest(&data)) != *sha {
+                        bail!("checksum mismatch reading {key} directly");
+                    }
+                    Ok(())
+                })
+                .buffer_unordered(in_flight.max(1))
+                .try_collect::<Vec<()>>()
+                .await?;
+            Ok(started.elapsed())
+        })
+    }
+}

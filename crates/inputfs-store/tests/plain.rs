@@ -1,0 +1,173 @@
+//! Objects made plain (one file of exactly their bytes, for kernel passthrough):
+//! only when every block is present and verified, served back block by block
+//! with the right bytes, counted by a rescan, and refused when the file is off.
+
+mod common;
+
+use std::fs;
+use std::io::Read;
+
+use common::pattern;
+use inputfs_core::store::Lookup;
+use inputfs_core::{BlockId, BlockLayout, BlockStore, CacheKey, SourceKind};
+use inputfs_store::DirStore;
+use inputfs_store::usage::Index;
+
+const BS: u64 = 4096;
+
+struct Fixture {
+    store: DirStore,
+    _dir: tempfile::TempDir,
+    key: CacheKey,
+    layout: BlockLayout,
+    data: Vec<u8>,
+}
+
+/// An object of 3 full blocks and a short last one, every block put.
+fn fixture(plain: bool) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = DirStore::open(dir.path(), "local").unwrap();
+    if plain {
+        store = store.with_plain_files(BS);
+    }
+    let size = 3 * BS + 1000;
+    let key = CacheKey::new(SourceKind::S3, "s3://b/whole", "etag:1", size, BS);
+    let layout = BlockLayout::new(BS, size);
+    let data = pattern(7, size as usize);
+    for index in 0..layout.block_count() {
+        let r = layout.block_range(index);
+        store
+            .put(
+                &BlockId { key, index },
+                &data[r.start as usize..r.end as usize],
+            )
+            .unwrap();
+    }
+    Fixture {
+        store,
+        _dir: dir,
+        key,
+        layout,
+        data,
+    }
+}
+
+fn block(f: &Fixture, index: u64) -> Vec<u8> {
+    match f
+        .store
+        .get(&BlockId { key: f.key, index }, f.layout.block_len(index))
+        .unwrap()
+    {
+        Lookup::Hit(b) => b.to_vec(),
+        other => panic!("block {index}: {other:?}"),
+    }
+}
+
+#[test]
+fn complete_object_becomes_one_plain_file_and_still_serves_every_block() {
+    let f = fixture(true);
+    assert!(f.store.make_plain(&f.key, &f.layout).unwrap());
+    let mut file = f
+        .store
+        .open_plain(&f.key, f.layout.object_size)
+        .unwrap()
+        .expect("plain file");
+    let mut whole = Vec::new();
+    file.read_to_end(&mut whole).unwrap();
+    assert!(whole == f.data, "plain file bytes differ from the object");
+    for index in 0..f.layout.block_count() {
+        let id = BlockId { key: f.key, index };
+        assert!(!f.store.block_path(&id).exists(), "block {index} kept");
+        let r = f.layout.block_range(index);
+        assert!(
+            block(&f, index) == f.data[r.start as usize..r.end as usize],
+            "block {index} from the plain file"
+        );
+    }
+    // Making it plain again is a no-op that says yes.
+    assert!(f.store.make_plain(&f.key, &f.layout).unwrap());
+}
+
+#[test]
+fn a_missing_or_corrupt_block_leaves_the_object_as_blocks() {
+    let f = fixture(true);
+    let last = BlockId {
+        key: f.key,
+        index: 3,
+    };
+    fs::remove_file(f.store.block_path(&last)).unwrap();
+    assert!(!f.store.make_plain(&f.key, &f.layout).unwrap());
+    assert!(
+        f.store
+            .open_plain(&f.key, f.layout.object_size)
+            .unwrap()
+            .is_none()
+    );
+
+    let f = fixture(true);
+    let second = f.store.block_path(&BlockId {
+        key: f.key,
+        index: 1,
+    });
+    let mut bytes = fs::read(&second).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 1;
+    fs::write(&second, bytes).unwrap();
+    assert!(!f.store.make_plain(&f.key, &f.layout).unwrap());
+    assert!(!f.store.plain_path(&f.key).exists());
+    // Nothing left behind in tmp/.
+    assert_eq!(fs::read_dir(f.store.tmp_dir()).unwrap().count(), 0);
+    // The good blocks are still there and right.
+    assert!(block(&f, 0) == f.data[..BS as usize]);
+}
+
+#[test]
+fn plain_file_of_the_wrong_size_counts_as_absent() {
+    let f = fixture(true);
+    assert!(f.store.make_plain(&f.key, &f.layout).unwrap());
+    let path = f.store.plain_path(&f.key);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() - 1);
+    fs::write(&path, bytes).unwrap();
+    assert!(
+        f.store
+            .open_plain(&f.key, f.layout.object_size)
+            .unwrap()
+            .is_none()
+    );
+    assert!(!path.exists(), "a wrong-size plain file is removed");
+    // Its blocks are gone too now: a miss, never wrong bytes.
+    let got = f
+        .store
+        .get(
+            &BlockId {
+                key: f.key,
+                index: 3,
+            },
+            f.layout.block_len(3),
+        )
+        .unwrap();
+    assert_eq!(got, Lookup::Miss);
+}
+
+#[test]
+fn stores_without_plain_files_never_make_them() {
+    let f = fixture(false);
+    assert!(!f.store.make_plain(&f.key, &f.layout).unwrap());
+    assert!(!f.store.plain_path(&f.key).exists());
+    assert!(
+        f.store
+            .open_plain(&f.key, f.layout.object_size)
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn a_rescan_counts_the_plain_file_as_the_object_bytes() {
+    let f = fixture(true);
+    assert!(f.store.make_plain(&f.key, &f.layout).unwrap());
+    let index = Index::rescan(f.store.objects_dir());
+    let usage = index.objects.get(&f.key).expect("object in the rescan");
+    assert_eq!(usage.blocks.values().sum::<u64>(), f.layout.object_size);
+}

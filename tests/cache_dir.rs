@@ -1,0 +1,36 @@
+//! What a cache directory holds, counted from the outside, as tests check it.
+//!
+//! An object is cached either as block files (`*.blk`, each a header and one
+//! block) or, in a local cache, held whole as one plain file (`object.data`,
+//! for kernel passthrough), which stands for all of its blocks. Tests count
+//! both the same way, so they say "every block is cached" whichever form the
+//! cache chose.
+
+use std::path::Path;
+
+/// Blocks cached under `dir` (a `--cache-dir`/`--shared-cache` directory) and
+/// the bytes of the files holding them, for objects cut in `block_size` blocks.
+pub fn cached_blocks(dir: &Path, block_size: u64) -> (usize, u64) {
+    let (mut blocks, mut bytes) = (0, 0);
+    let mut stack = vec![dir.join(inputfs_store::ROOT_NAME).join("objects")];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let (path, Ok(meta)) = (e.path(), e.metadata()) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "blk") {
+                blocks += 1;
+                bytes += meta.len();
+            } else if e.file_name() == inputfs_store::PLAIN_NAME {
+                blocks += meta.len().div_ceil(block_size) as usize;
+                bytes += meta.len();
+            }
+        }
+    }
+    (blocks, bytes)
+}

@@ -1,0 +1,184 @@
+//! Kernel passthrough end to end: an object read whole is held as a plain file
+//! in the local cache once its last handle closes, and later opens (of this mount
+//! or the next) use passthrough (reads bypass the daemon); `--passthrough off`
+//! and a damaged plain file fall back to reads through the daemon. Every read is
+//! checked against the source's checksum, through `read` and through `mmap`.
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use inputfs_tests::mounts::Mount;
+use inputfs_tests::{pattern, sha256_hex};
+
+const BLOCK: usize = 1 << 20;
+
+struct Rig {
+    _tmp: tempfile::TempDir,
+    src: PathBuf,
+    cache: PathBuf,
+    mnt: PathBuf,
+    data: Vec<u8>,
+}
+
+fn rig() -> Rig {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    // Several blocks and a short last one.
+    let data = pattern(11, 5 * BLOCK + 12_345);
+    std::fs::write(src.join("big.bin"), &data).unwrap();
+    Rig {
+        src: src.canonicalize().unwrap(),
+        cache: tmp.path().join("cache"),
+        mnt: tmp.path().join("mnt"),
+        data,
+        _tmp: tmp,
+    }
+}
+
+impl Rig {
+    fn mount(&self, extra: &[&str]) -> Mount {
+        let mut args = vec![
+            format!("--input=in=file://{}/big.bin", self.src.display()),
+            format!("--cache-dir={}", self.cache.display()),
+            "--block-size=1MiB".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let env = [(
+            "INPUTFS_LOG".to_string(),
+            "warn,inputfs_core=debug,inputfs_fuse=debug".to_string(),
+        )];
+        Mount::start(&self.mnt, &args, &env).expect("mount")
+    }
+
+    /// Every plain file in the local cache.
+    fn plain_files(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        walk(&self.cache, &mut |p| {
+            if p.file_name()
+                .is_some_and(|n| n == inputfs_store::PLAIN_NAME)
+            {
+                found.push(p.to_path_buf());
+            }
+        });
+        found
+    }
+
+    fn block_files(&self) -> usize {
+        let mut n = 0;
+        walk(&self.cache, &mut |p| {
+            if p.extension().is_some_and(|e| e == "blk") {
+                n += 1;
+            }
+        });
+        n
+    }
+}
+
+fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            walk(&path, f);
+        } else {
+            f(&path);
+        }
+    }
+}
+
+/// Read the mounted file with `read` (in odd-sized pieces) and with `mmap`;
+/// both must match the source.
+fn check_reads(mount: &Mount, want: &[u8]) {
+    let path = mount.path("in/big.bin");
+    let got = std::fs::read(&path).unwrap();
+    assert_eq!(sha256_hex(&got), sha256_hex(want), "read of big.bin");
+    let file = std::fs::File::open(&path).unwrap();
+    let mut buf = vec![0u8; 77_777];
+    let offset = 3 * BLOCK as u64 - 1000;
+    let n = file.read_at(&mut buf, offset).unwrap();
+    assert!(
+        buf[..n] == want[offset as usize..offset as usize + n],
+        "pread at {offset}"
+    );
+    // SAFETY: the mount is read-only and pinned: nothing changes the file while mapped.
+    let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+    assert_eq!(sha256_hex(&map), sha256_hex(want), "mmap of big.bin");
+}
+
+const PASSTHROUGH_LINE: &str = "opened with kernel passthrough";
+
+#[test]
+fn a_wholly_read_object_is_passed_through_on_the_next_mount() {
+    let rig = rig();
+    let cold = rig.mount(&[]);
+    check_reads(&cold, &rig.data);
+    // The first read went through the daemon; once its handle closed, the
+    // object was made plain, so later opens of this same mount may pass through.
+    let log = cold.stop();
+    let plain = rig.plain_files();
+    assert_eq!(
+        plain.len(),
+        1,
+        "one plain file after the cold mount:\n{log}"
+    );
+    assert_eq!(
+        sha256_hex(&std::fs::read(&plain[0]).unwrap()),
+        sha256_hex(&rig.data),
+        "plain file bytes"
+    );
+    assert_eq!(rig.block_files(), 0, "block files removed once plain");
+
+    let warm = rig.mount(&[]);
+    check_reads(&warm, &rig.data);
+    // Two handles at once share the backing file.
+    let a = std::fs::File::open(warm.path("in/big.bin")).unwrap();
+    let b = std::fs::File::open(warm.path("in/big.bin")).unwrap();
+    let (mut x, mut y) = (vec![0u8; 4096], vec![0u8; 4096]);
+    a.read_exact_at(&mut x, 123).unwrap();
+    b.read_exact_at(&mut y, 5 * BLOCK as u64).unwrap();
+    assert!(x == rig.data[123..123 + 4096]);
+    assert!(y == rig.data[5 * BLOCK..5 * BLOCK + 4096]);
+    drop((a, b));
+    let log = warm.stop();
+    assert!(
+        log.contains(PASSTHROUGH_LINE),
+        "warm mount did not pass through:\n{log}"
+    );
+}
+
+#[test]
+fn passthrough_off_and_a_damaged_plain_file_read_through_the_daemon() {
+    let rig = rig();
+    let cold = rig.mount(&[]);
+    check_reads(&cold, &rig.data);
+    cold.stop();
+    assert_eq!(rig.plain_files().len(), 1);
+
+    let off = rig.mount(&["--passthrough=off"]);
+    check_reads(&off, &rig.data);
+    let log = off.stop();
+    assert!(
+        !log.contains(PASSTHROUGH_LINE),
+        "--passthrough off passed through:\n{log}"
+    );
+
+    // A plain file cut short (a crash, a disk error): never served; the object is
+    // read again from the origin, right.
+    let plain = &rig.plain_files()[0];
+    let cut = &rig.data[..rig.data.len() - 10];
+    std::fs::write(plain, cut).unwrap();
+    let again = rig.mount(&[]);
+    check_reads(&again, &rig.data);
+    let log = again.stop();
+    assert!(
+        log.contains("plain object file has the wrong size: removed"),
+        "{log}"
+    );
+    // Read whole again, so it is plain again, and right.
+    let plain = rig.plain_files();
+    assert_eq!(plain.len(), 1, "made plain again:\n{log}");
+    assert_eq!(
+        sha256_hex(&std::fs::read(&plain[0]).unwrap()),
+        sha256_hex(&rig.data)
+    );
+}
