@@ -15,6 +15,7 @@
 //! - [`tls`]: [`TestCa`], a private CA and a leaf certificate for 127.0.0.1
 //!   (openssl), for `https://` origins.
 //! - [`cache_dir`]: counting the blocks a cache directory holds.
+//! - [`scrape`]: reading a mount's metrics endpoint.
 //! - [`bins`]: finding server binaries (failing with "run scripts/setup") and ports.
 //! - [`mounts`]: running the real `inputfs` binary against a real FUSE mount.
 //! - [`netfs`]: [`SharedDir`], one directory on a network filesystem (sshfs,
@@ -29,6 +30,7 @@ pub mod mounts;
 pub mod netfs;
 pub mod nginx;
 pub mod s3;
+pub mod scrape;
 pub mod tls;
 pub mod users;
 

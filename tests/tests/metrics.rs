@@ -4,13 +4,12 @@
 //! move, the origin ones stay at zero), and the numbers are checked against the
 //! S3 server's own counts. A taken address fails the mount in one line.
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use inputfs_tests::mounts::{Mount, is_mounted, run_inputfs};
+use inputfs_tests::scrape::{get, scrape};
 use inputfs_tests::{S3Server, free_port, sha256_hex};
 
 const BUCKET: &str = "metrics";
@@ -19,51 +18,6 @@ const BLOCK: u64 = 256 * 1024;
 /// An address nobody listens on right now.
 fn free_addr() -> String {
     format!("127.0.0.1:{}", free_port())
-}
-
-/// GET http://ADDR/PATH; returns (status line, body).
-fn get(addr: &str, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    (
-        head.lines().next().unwrap_or_default().to_string(),
-        body.to_string(),
-    )
-}
-
-/// One scrape, as `name{labels}` → value.
-struct Scrape(HashMap<String, f64>);
-
-fn scrape(addr: &str) -> Scrape {
-    let (status, body) = get(addr, "/metrics");
-    assert!(status.contains(" 200 "), "{status}");
-    let mut values = HashMap::new();
-    for line in body
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let (series, value) = line.rsplit_once(' ').expect("`series value`");
-        values.insert(series.to_string(), value.parse().expect("a number"));
-    }
-    Scrape(values)
-}
-
-impl Scrape {
-    /// The value of a series, 0 when absent (a counter never incremented).
-    fn get(&self, series: &str) -> u64 {
-        self.0.get(series).copied().unwrap_or(0.0) as u64
-    }
-    fn has(&self, series: &str) -> bool {
-        self.0.contains_key(series)
-    }
 }
 
 struct Rig {

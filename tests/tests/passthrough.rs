@@ -8,7 +8,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use inputfs_tests::mounts::Mount;
-use inputfs_tests::{pattern, sha256_hex};
+use inputfs_tests::scrape::scrape;
+use inputfs_tests::{free_port, pattern, sha256_hex};
 
 const BLOCK: usize = 1 << 20;
 
@@ -128,8 +129,12 @@ fn a_wholly_read_object_is_passed_through_on_the_next_mount() {
     );
     assert_eq!(rig.block_files(), 0, "block files removed once plain");
 
-    let warm = rig.mount(&[]);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let warm = rig.mount(&[&format!("--metrics-addr={addr}")]);
     check_reads(&warm, &rig.data);
+    // Passed through: not one read reached the daemon.
+    let reads = scrape(&addr).get("inputfs_read_seconds_count");
+    assert_eq!(reads, 0, "{reads} reads went through the daemon");
     // Two handles at once share the backing file.
     let a = std::fs::File::open(warm.path("in/big.bin")).unwrap();
     let b = std::fs::File::open(warm.path("in/big.bin")).unwrap();
@@ -154,8 +159,14 @@ fn passthrough_off_and_a_damaged_plain_file_read_through_the_daemon() {
     cold.stop();
     assert_eq!(rig.plain_files().len(), 1);
 
-    let off = rig.mount(&["--passthrough=off"]);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let off = rig.mount(&["--passthrough=off", &format!("--metrics-addr={addr}")]);
     check_reads(&off, &rig.data);
+    let read_bytes = scrape(&addr).get("inputfs_read_bytes_total");
+    assert!(
+        read_bytes >= rig.data.len() as u64,
+        "daemon served {read_bytes} bytes"
+    );
     let log = off.stop();
     assert!(
         !log.contains(PASSTHROUGH_LINE),
