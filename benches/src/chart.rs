@@ -100,7 +100,10 @@ pub fn draw(path: &Path, title: &str, rows: &[Row]) -> Result<()> {
             .map_err(|e| anyhow!("chart: {e}"))?;
     }
     chart
-        .draw_series(std::iter::once(PathElement::new(vec![(1.0, 0.0), (1.0, n)], BLACK)))
+        .draw_series(std::iter::once(PathElement::new(
+            vec![(1.0, 0.0), (1.0, n)],
+            BLACK,
+        )))
         .map_err(|e| anyhow!("chart: {e}"))?;
     chart
         .configure_series_labels()

@@ -91,7 +91,10 @@ impl Stage {
         let mut work = work;
         if cfg.keep_work {
             work.disable_cleanup(true);
-            eprintln!("bench: keeping the work directory {}", work.path().display());
+            eprintln!(
+                "bench: keeping the work directory {}",
+                work.path().display()
+            );
         }
         let size = usize::try_from(cfg.size).context("--size")?;
         eprintln!(

@@ -103,7 +103,9 @@ impl PeerMount {
         // machine (e.g. an AWS_CA_BUNDLE, which rclone 1.60 cannot apply).
         for (key, _) in std::env::vars_os() {
             let k = key.to_string_lossy();
-            if ["AWS_", "AZURE_", "GOOGLE_", "RCLONE_"].iter().any(|p| k.starts_with(p))
+            if ["AWS_", "AZURE_", "GOOGLE_", "RCLONE_"]
+                .iter()
+                .any(|p| k.starts_with(p))
                 && !k.starts_with("RCLONE_CONFIG_BENCH_")
             {
                 cmd.env_remove(&key);

@@ -20,9 +20,14 @@ use super::tiers::{Op, Tier};
 use crate::block::BlockId;
 use crate::store::Claim;
 
-/// The first and the largest pause between two looks for a claimed block.
-const FIRST_POLL: Duration = Duration::from_millis(10);
-const MAX_POLL: Duration = Duration::from_millis(250);
+/// The first and the largest pause between two looks for a claimed block. A
+/// claimed block usually lands within one origin request (tens to hundreds of
+/// ms), and every pause past that is wall time the waiter loses: at a 250 ms
+/// cap, 4 workers cold-reading one object took 1.7x the time of fetching
+/// without claims; at 50 ms, see docs/PERFORMANCE.md. A look is one failed
+/// `open` on the shared directory.
+const FIRST_POLL: Duration = Duration::from_millis(5);
+const MAX_POLL: Duration = Duration::from_millis(50);
 
 /// What to do after every tier missed.
 pub(super) enum Outcome {
