@@ -245,7 +245,7 @@ impl DirStore {
                 let reason = format!("{}: {defect}", path.display());
                 self.move_aside(&path, &file);
                 self.record_removed(id);
-                tracing::warn!(tier = %self.name, %reason, "corrupt block moved aside");
+                tracing::debug!(tier = %self.name, %reason, "corrupt block moved aside");
                 Ok(Lookup::Corrupt(reason))
             }
         }
@@ -282,7 +282,7 @@ impl DirStore {
             "{}: a directory where a block file should be",
             path.display()
         );
-        tracing::warn!(tier = %self.name, %reason, "removed directory in place of a block");
+        tracing::debug!(tier = %self.name, %reason, "removed directory in place of a block");
         Lookup::Corrupt(reason)
     }
 }

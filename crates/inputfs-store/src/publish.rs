@@ -38,7 +38,7 @@ impl Drop for TempFile {
             && let Err(e) = fs::remove_file(&self.path)
             && e.kind() != io::ErrorKind::NotFound
         {
-            tracing::warn!(path = %self.path.display(), error = %e, "could not remove temp file");
+            tracing::debug!(path = %self.path.display(), error = %e, "could not remove temp file");
         }
     }
 }
