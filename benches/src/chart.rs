@@ -107,7 +107,7 @@ pub fn draw(path: &Path, title: &str, rows: &[Row]) -> Result<()> {
         .map_err(|e| anyhow!("chart: {e}"))?;
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperRight)
         .label_font(("sans-serif", 14))
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)

@@ -9,18 +9,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectStoreExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::AmazonS3Builder;
+use object_store::http::HttpBuilder;
 use object_store::path::Path;
+use object_store::{Certificate, ClientOptions, ObjectStore, ObjectStoreExt};
 use sha2::{Digest, Sha256};
 
-/// An S3 client to the origin (through the shaping proxy at `endpoint`).
+/// A client to the origin (through the shaping proxy).
 pub struct Direct {
-    store: AmazonS3,
+    store: Box<dyn ObjectStore>,
     runtime: tokio::runtime::Runtime,
 }
 
 impl Direct {
+    /// An S3 client for `bucket` at `endpoint`.
     pub fn new(endpoint: &str, bucket: &str) -> Result<Direct> {
         use inputfs_tests::s3::{ACCESS_KEY, REGION, SECRET_KEY};
         let store = AmazonS3Builder::new()
@@ -32,6 +34,24 @@ impl Direct {
             .with_bucket_name(bucket)
             .build()
             .context("the direct S3 client")?;
+        Self::with_store(Box::new(store))
+    }
+
+    /// A plain HTTP(S) client for objects below `base_url`, trusting the CA in
+    /// the PEM file `ca` (for the https rows).
+    pub fn https(base_url: &str, ca: &std::path::Path) -> Result<Direct> {
+        let pem = std::fs::read(ca).with_context(|| format!("read {}", ca.display()))?;
+        let options = ClientOptions::new()
+            .with_root_certificate(Certificate::from_pem(&pem).context("the test CA")?);
+        let store = HttpBuilder::new()
+            .with_url(base_url)
+            .with_client_options(options)
+            .build()
+            .context("the direct https client")?;
+        Self::with_store(Box::new(store))
+    }
+
+    fn with_store(store: Box<dyn ObjectStore>) -> Result<Direct> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -44,7 +44,7 @@ pub struct Cell {
 #[derive(Clone, Debug, Serialize)]
 pub struct Row {
     pub id: &'static str,
-    pub title: &'static str,
+    pub title: String,
     pub unit: &'static str,
     pub better: Better,
     /// What the baseline cell is.
@@ -58,7 +58,7 @@ pub const PEERS: [&str; 2] = ["rclone", "s3fs"];
 impl Row {
     pub fn new(
         id: &'static str,
-        title: &'static str,
+        title: impl Into<String>,
         unit: &'static str,
         better: Better,
         baseline: &'static str,
@@ -66,7 +66,7 @@ impl Row {
     ) -> Row {
         Row {
             id,
-            title,
+            title: title.into(),
             unit,
             better,
             baseline,
@@ -204,4 +204,55 @@ pub fn markdown(title: &str, setup: &[(String, String)], rows: &[Row]) -> String
         let _ = writeln!(s, "- {}: {}", r.title, r.baseline);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(better: Better, target: Option<Target>, cells: &[(&str, f64)]) -> Row {
+        let mut r = Row::new("t", "t", "u", better, "b", target);
+        for (s, v) in cells {
+            r.cells.insert(
+                s.to_string(),
+                Cell {
+                    value: *v,
+                    peak_rss: None,
+                    raw: serde_json::Value::Null,
+                },
+            );
+        }
+        r
+    }
+
+    #[test]
+    fn ratios_say_how_many_times_as_good() {
+        let r = row(
+            Better::Higher,
+            Some(Target::RatioAtLeast(0.9)),
+            &[
+                ("baseline", 200.0),
+                ("inputfs", 150.0),
+                ("rclone", 50.0),
+                ("s3fs", 100.0),
+            ],
+        );
+        assert_eq!(r.vs_baseline("inputfs"), Some(0.75));
+        assert_eq!(r.vs_best_peer(), Some(1.5));
+        assert_eq!(r.target_check(), Some(("≥0.9x".into(), false)));
+        // Times: smaller is better, so the ratio is inverted.
+        let t = row(
+            Better::Lower,
+            Some(Target::ValueAtMost(1.1)),
+            &[("baseline", 4.0), ("inputfs", 1.0), ("rclone", 4.0)],
+        );
+        assert_eq!(t.vs_baseline("inputfs"), Some(4.0));
+        assert_eq!(t.vs_best_peer(), Some(4.0));
+        assert_eq!(t.target_check(), Some(("≤1.1".into(), true)));
+        // Missing cells give no ratio rather than a made-up one.
+        let m = row(Better::Higher, None, &[("inputfs", 1.0)]);
+        assert_eq!(m.vs_baseline("inputfs"), None);
+        assert_eq!(m.vs_best_peer(), None);
+        assert!(markdown("x", &[], &[m]).contains("| n/a |"));
+    }
 }

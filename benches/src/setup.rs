@@ -12,7 +12,7 @@ use inputfs_tests::{S3Server, pattern, sha256_hex};
 
 use crate::direct::Direct;
 use crate::shape::{Shaping, ShapingProxy};
-use crate::systems::{BIG_KEY, BUCKET, SMALL_PREFIX};
+use crate::systems::{BIG_KEY, BUCKET, SMALL_BUCKET};
 
 /// Everything the user chose for this run.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -78,6 +78,8 @@ pub struct Stage {
     pub local_file: PathBuf,
     // Drop order: the client and proxy before the server.
     pub direct: Direct,
+    /// The same, for the small files' bucket.
+    pub direct_small: Direct,
     pub proxy: ShapingProxy,
     pub server: S3Server,
 }
@@ -108,18 +110,20 @@ impl Stage {
         let server = S3Server::start();
         server.create_bucket(BUCKET);
         server.put_object(BUCKET, BIG_KEY, &big);
+        server.create_bucket(SMALL_BUCKET);
         let mut small = BTreeMap::new();
         let mut small_keys = BTreeMap::new();
         for i in 0..cfg.small_files {
             let data = pattern(1_000_000 + i as u64, cfg.small_size as usize);
             let name = format!("f{i:05}.bin");
             let sum = (data.len() as u64, sha256_hex(&data));
-            server.put_object(BUCKET, &format!("{SMALL_PREFIX}{name}"), &data);
-            small_keys.insert(format!("{SMALL_PREFIX}{name}"), sum.clone());
+            server.put_object(SMALL_BUCKET, &name, &data);
+            small_keys.insert(name.clone(), sum.clone());
             small.insert(name, sum);
         }
         let proxy = ShapingProxy::start(server.addr(), cfg.shaping)?;
         let direct = Direct::new(&proxy.endpoint(), BUCKET)?;
+        let direct_small = Direct::new(&proxy.endpoint(), SMALL_BUCKET)?;
         server.reset_counts();
         Ok(Stage {
             work,
@@ -129,6 +133,7 @@ impl Stage {
             small_keys,
             local_file,
             direct,
+            direct_small,
             proxy,
             server,
         })
@@ -150,5 +155,29 @@ impl Stage {
 
     pub fn size(&self) -> u64 {
         self.big.len() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn flag_values_in_both_spellings_last_wins() {
+        let args: Vec<String> = [
+            "--block-size=8MiB",
+            "--max-readahead",
+            "32MiB",
+            "--block-size=2MiB",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            super::flag_value(&args, "--block-size").as_deref(),
+            Some("2MiB")
+        );
+        assert_eq!(
+            super::flag_value(&args, "--max-readahead").as_deref(),
+            Some("32MiB")
+        );
+        assert_eq!(super::flag_value(&args, "--memory-budget"), None);
     }
 }

@@ -26,7 +26,7 @@ struct Args {
     /// Size of the big object [default: 1GiB, --quick: 256MiB].
     #[arg(long)]
     size: Option<ByteSize>,
-    /// Number of small files [default: 1000].
+    /// Number of small files.
     #[arg(long, default_value_t = 1000)]
     small_files: usize,
     /// Size of each small file.
@@ -45,11 +45,11 @@ struct Args {
         default_value = "direct,inputfs,rclone,s3fs"
     )]
     systems: Vec<String>,
-    /// Scenarios to run (comma-separated): cold,warm-shared,warm-local,page-cache,random,small-files,workers.
+    /// Scenarios to run (comma-separated): cold,warm-shared,warm-local,page-cache,random,small-files,workers,https.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "cold,warm-shared,warm-local,page-cache,random,small-files,workers"
+        default_value = "cold,warm-shared,warm-local,page-cache,random,small-files,workers,https"
     )]
     scenarios: Vec<String>,
     /// An argument appended to every `inputfs mount` (repeatable), e.g.
@@ -77,7 +77,12 @@ struct Args {
 }
 
 fn main() {
-    if let Err(e) = run() {
+    let result = run();
+    // An interrupted run is ended by its cleanup thread, once it has unmounted.
+    while inputfs_benches::systems::interrupted() {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    if let Err(e) = result {
         eprintln!("bench: error: {e:#}");
         std::process::exit(1);
     }
@@ -207,6 +212,7 @@ fn run() -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
     let started = Instant::now();
     let stage = Stage::build(&cfg)?;
+    inputfs_benches::systems::cleanup_on_signal(stage.work.path().to_path_buf(), cfg.keep_work)?;
     let setup_secs = started.elapsed().as_secs_f64();
     let mut bench = Bench::new(&cfg, &stage);
     bench.run()?;
