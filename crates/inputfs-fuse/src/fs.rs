@@ -107,6 +107,18 @@ impl fuser::Filesystem for InputFs {
         Ok(())
     }
 
+    fn destroy(&mut self) {
+        // Objects read through the daemon whose last `release` never came (the
+        // kernel drops late ones at unmount): make them plain now. The daemon
+        // waits for background work before it exits.
+        let _guard = self.runtime.enter();
+        for ino in self.passthrough.take_read_through() {
+            if let Some(NodeKind::File { object }) = self.tree.get(ino).map(|n| &n.kind) {
+                self.engine.make_plain_locally(object.clone());
+            }
+        }
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let _span = tracing::debug_span!("lookup", parent = parent.0, ?name).entered();
         match self.tree.child(parent.0, name) {

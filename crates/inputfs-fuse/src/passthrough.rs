@@ -14,7 +14,7 @@
 //! refusal turns passthrough off for the mount, with one log line, and every
 //! open falls back to cached mode.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -30,6 +30,10 @@ pub(crate) struct Passthrough {
     /// The kernel granted it and registering backing files has not failed.
     active: AtomicBool,
     opens: Mutex<HashMap<u64, OpenInode>>,
+    /// Inodes read through the daemon whose last handle has not been seen
+    /// closing: the kernel may drop late `release`s at unmount, so these are
+    /// offered for making plain then.
+    read_through: Mutex<HashSet<u64>>,
 }
 
 /// The open handles of one inode and the mode they share.
@@ -93,6 +97,12 @@ impl Passthrough {
         } else {
             None
         };
+        if backing.is_none()
+            && self.active.load(Ordering::Relaxed)
+            && let Ok(mut pending) = self.read_through.lock()
+        {
+            pending.insert(ino);
+        }
         opens.insert(
             ino,
             OpenInode {
@@ -119,7 +129,25 @@ impl Passthrough {
         }
         // Dropping the last reference to the backing id closes it in the kernel.
         let was_cached = opens.remove(&ino).is_some_and(|o| o.backing.is_none());
+        if let Ok(mut pending) = self.read_through.lock() {
+            pending.remove(&ino);
+        }
         was_cached && self.active.load(Ordering::Relaxed)
+    }
+
+    /// At unmount: the inodes read through the daemon whose closing was not
+    /// seen (see `read_through`), if passthrough works.
+    pub(crate) fn take_read_through(&self) -> Vec<u64> {
+        let pending = self
+            .read_through
+            .lock()
+            .map(|mut p| p.drain().collect())
+            .unwrap_or_default();
+        if self.active.load(Ordering::Relaxed) {
+            pending
+        } else {
+            Vec::new()
+        }
     }
 
     /// Register `file` as a backing file; on refusal, turn passthrough off.

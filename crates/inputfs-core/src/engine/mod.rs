@@ -142,6 +142,10 @@ impl Engine {
         let memory = moka::future::Cache::builder()
             .weigher(|_k: &BlockId, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
             .max_capacity(cached)
+            // LRU, not TinyLFU: a prefetched block is inserted once and read
+            // soon; TinyLFU's admission filter turned such blocks away when the
+            // cache was full, and the reader then loaded them again from disk.
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
             .build();
         let tiers = tiers
             .into_iter()

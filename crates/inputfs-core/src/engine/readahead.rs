@@ -1,7 +1,8 @@
 //! Deciding what to fetch before it is asked for.
 //!
 //! Pure logic, no I/O, so it is tested exhaustively on its own. A reader that keeps
-//! reading where it left off gets a window that doubles up to a maximum; a jump
+//! reading where it left off gets a window that starts at a quarter of the
+//! maximum and doubles up to it; a jump
 //! elsewhere resets it to nothing, so random readers fetch only what they read.
 //! Prefetching starts only once a reader has read half a block in sequence: a
 //! random 1 MiB read arrives from the kernel as several sequential requests, and
@@ -52,7 +53,13 @@ impl Readahead {
             self.streak = 0;
         }
         if self.streak >= bs / 2 && self.max_window > 0 {
-            self.window = (self.window * 2).clamp(bs, self.max_window.max(bs));
+            // A confirmed sequential reader starts at a quarter of the largest
+            // window, not one block: while it waits for its first block, reads
+            // that could double the window do not happen, and starting at one
+            // block cost two block fetch times of idle origin connections
+            // (docs/PERFORMANCE.md, "Readahead").
+            let start = (self.max_window / 4).max(bs);
+            self.window = (self.window * 2).clamp(start, self.max_window.max(bs));
         }
         let end = offset.saturating_add(len).min(layout.object_size);
         self.next = end;
@@ -92,7 +99,8 @@ mod tests {
             );
             off += MIB;
         }
-        assert_eq!(&windows[..5], &[1, 2, 4, 8, 8]);
+        // Starts at a quarter of the largest window, doubles, caps.
+        assert_eq!(&windows[..5], &[2, 4, 8, 8, 8]);
     }
 
     #[test]
@@ -143,10 +151,10 @@ mod tests {
     fn window_stops_at_end_of_object() {
         let layout = BlockLayout::new(MIB, 3 * MIB + 5);
         let mut ra = Readahead::new(64 * MIB);
+        // The first window (16 MiB) already reaches past the end: blocks 1..4.
         let r = ra.on_read(0, MIB, &layout);
-        assert_eq!(r, 1..2);
-        let r = ra.on_read(MIB, MIB, &layout);
-        assert_eq!(r, 2..4);
+        assert_eq!(r, 1..4);
+        assert_eq!(ra.on_read(MIB, MIB, &layout), 0..0);
         assert_eq!(ra.on_read(2 * MIB, MIB, &layout), 0..0);
     }
 
