@@ -193,3 +193,42 @@ fn passthrough_off_and_a_damaged_plain_file_read_through_the_daemon() {
         sha256_hex(&rig.data)
     );
 }
+
+#[test]
+fn blocks_missing_locally_are_filled_from_the_shared_cache_to_make_it_plain() {
+    let rig = rig();
+    let shared = rig.cache.with_file_name("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let with_shared = format!("--shared-cache={}", shared.display());
+    // Read through the daemon only: both tiers get every block, nothing is plain.
+    let first = rig.mount(&["--passthrough=off", &with_shared]);
+    check_reads(&first, &rig.data);
+    first.stop();
+    assert!(rig.plain_files().is_empty());
+    assert_eq!(rig.block_files(), 6);
+    // Lose the last two local blocks (as publishes skipped under load would).
+    let mut lost = 0;
+    walk(&rig.cache, &mut |p| {
+        let name = p.file_name().unwrap().to_string_lossy();
+        if name == "0000000000000004.blk" || name == "0000000000000005.blk" {
+            std::fs::remove_file(p).unwrap();
+            lost += 1;
+        }
+    });
+    assert_eq!(lost, 2);
+    // Read only the start (no readahead): the lost blocks are not read, so only
+    // the gap filling can bring them back before the object is made plain.
+    let second = rig.mount(&[&with_shared, "--max-readahead=0"]);
+    let file = std::fs::File::open(second.path("in/big.bin")).unwrap();
+    let mut head = vec![0u8; 4096];
+    file.read_exact_at(&mut head, 0).unwrap();
+    assert!(head == rig.data[..4096]);
+    drop(file);
+    let log = second.stop();
+    let plain = rig.plain_files();
+    assert_eq!(plain.len(), 1, "not made plain:\n{log}");
+    assert_eq!(
+        sha256_hex(&std::fs::read(&plain[0]).unwrap()),
+        sha256_hex(&rig.data)
+    );
+}

@@ -1,5 +1,6 @@
 //! Size limits: journals, the usage index, the sweep lease and LRU eviction, with
-//! several `DirStore`s over one directory standing in for workers.
+//! several `DirStore`s over one directory standing in for workers; and the
+//! counters a worker exports as metrics (evictions, its usage estimate).
 
 use std::fs;
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use inputfs_core::store::Lookup;
 use inputfs_core::{BlockId, BlockStore, CacheKey, SourceKind};
 use inputfs_store::usage::{Index, ObjectUsage};
-use inputfs_store::{DirStore, Limits};
+use inputfs_store::{DirStore, Limits, UsageCounters};
 
 const BLOCK: usize = 10_000;
 const FILE: u64 = BLOCK as u64 + 72; // data + header
@@ -285,4 +286,67 @@ fn min_free_percent_is_kept_on_a_small_filesystem() {
     );
     // The most recently placed object is the one kept.
     assert!(has_object(&store, 11));
+}
+
+#[test]
+fn estimate_starts_unknown_then_follows_placements() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DirStore::open(dir.path(), "local").unwrap();
+    assert_eq!(store.usage_counters(), UsageCounters::default());
+    put_object(&store, 1, 3);
+    // Unknown until seeded: this worker cannot know what others placed.
+    assert_eq!(store.usage_counters().used_bytes, None);
+    let seeded = store.estimate_usage().unwrap();
+    assert_eq!(seeded, on_disk(dir.path()));
+    put_object(&store, 2, 2);
+    assert_eq!(store.usage_counters().used_bytes, Some(on_disk(dir.path())));
+    // A second worker's view of the same directory, seeded afresh, agrees.
+    let other = DirStore::open(dir.path(), "local").unwrap();
+    assert_eq!(other.estimate_usage().unwrap(), on_disk(dir.path()));
+}
+
+#[test]
+fn sweeps_count_evicted_objects_and_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DirStore::open(dir.path(), "local")
+        .unwrap()
+        .with_limits(Limits {
+            max_bytes: Some(u64::MAX),
+            min_free_percent: None,
+        });
+    for n in 0..4 {
+        put_object(&store, n, 2);
+    }
+    let before = on_disk(dir.path());
+    let limit = before / 2;
+    let report = store
+        .evict(
+            &Limits {
+                max_bytes: Some(limit),
+                min_free_percent: None,
+            },
+            false,
+        )
+        .unwrap()
+        .expect("no other worker holds the lease");
+    assert!(report.objects >= 2, "{report:?}");
+    let after = on_disk(dir.path());
+    let counters = store.usage_counters();
+    assert_eq!(counters.evicted_objects, report.objects as u64);
+    assert_eq!(counters.evicted_bytes, before - after);
+    assert_eq!(counters.used_bytes, Some(after));
+    // A dry run evicts nothing and counts nothing.
+    store
+        .evict(
+            &Limits {
+                max_bytes: Some(0),
+                min_free_percent: None,
+            },
+            true,
+        )
+        .unwrap();
+    assert_eq!(
+        store.usage_counters().evicted_objects,
+        counters.evicted_objects
+    );
 }

@@ -12,6 +12,8 @@ use std::fs::File;
 use std::sync::Arc;
 
 use super::{Engine, Object};
+use crate::block::BlockId;
+use crate::store::{BlockStore, Lookup};
 
 /// The tier name whose store may hold plain files.
 const LOCAL: &str = "local";
@@ -32,18 +34,30 @@ impl Engine {
     }
 
     /// In the background, hold the object as a plain file in the local tier if
-    /// all its blocks are there. Never fails a read; errors are logged at debug.
+    /// all its blocks are there — filling gaps from the tiers below it first
+    /// (a publish skipped while the disk was busy leaves one), never from the
+    /// origin. Never fails a read; errors are logged at debug.
     pub fn make_plain_locally(self: &Arc<Self>, obj: Arc<Object>) {
-        let Some(tier) = self.tiers.iter().find(|t| t.store.name() == LOCAL).cloned() else {
+        let Some(at) = self.tiers.iter().position(|t| t.store.name() == LOCAL) else {
             return;
         };
+        let tier = self.tiers[at].clone();
+        let lower: Vec<_> = self.tiers[at + 1..]
+            .iter()
+            .map(|t| t.store.clone())
+            .collect();
         self.background.spawn(async move {
             let Ok(_slot) = tier.plain_slot.clone().acquire_owned().await else {
                 return;
             };
             let store = tier.store.clone();
             let done = tokio::task::spawn_blocking(move || {
-                let result = store.make_plain(&obj.key, &obj.layout);
+                let result = match store.make_plain(&obj.key, &obj.layout) {
+                    Ok(false) if fill_gaps(&*store, &lower, &obj) => {
+                        store.make_plain(&obj.key, &obj.layout)
+                    }
+                    other => other,
+                };
                 (obj, result)
             })
             .await;
@@ -55,4 +69,26 @@ impl Engine {
             }
         });
     }
+}
+
+/// Copy into `local` every block of `obj` it lacks, from the first of `lower`
+/// that has it. True if `local` then holds every block. Blocking.
+fn fill_gaps(local: &dyn BlockStore, lower: &[Arc<dyn BlockStore>], obj: &Object) -> bool {
+    if lower.is_empty() {
+        return false;
+    }
+    (0..obj.layout.block_count()).all(|index| {
+        let id = BlockId {
+            key: obj.key,
+            index,
+        };
+        let len = obj.layout.block_len(index);
+        if matches!(local.get(&id, len), Ok(Lookup::Hit(_))) {
+            return true;
+        }
+        lower.iter().any(|tier| match tier.get(&id, len) {
+            Ok(Lookup::Hit(data)) => local.put(&id, &data).is_ok(),
+            _ => false,
+        })
+    })
 }
