@@ -175,7 +175,8 @@ pub struct CacheArgs {
     )]
     pub memory_budget: ByteSize,
     /// Largest readahead window of one sequentially read file (how many bytes
-    /// of blocks ahead of the reader are fetched in parallel).
+    /// of blocks ahead of the reader are fetched in parallel); at most a
+    /// quarter of --memory-budget is used.
     #[arg(
         long,
         value_name = "SIZE",

@@ -180,8 +180,11 @@ impl Engine {
 
     /// A reader with its own readahead state, one per open file handle.
     pub fn reader(self: &Arc<Self>, object: Arc<Object>) -> FileReader {
-        // One reader may use up to two thirds of the in-flight budget.
-        let window = self.config.max_readahead.min(self.config.memory_budget / 2);
+        // Prefetched blocks wait in the in-memory cache (a quarter of the
+        // budget) until read: a window larger than the cache evicts them before
+        // the reader gets there (at 128 MiB over a 64 MiB cache the sweep lost
+        // a third of the throughput, docs/PERFORMANCE.md).
+        let window = self.config.max_readahead.min(self.config.memory_budget / 4);
         FileReader {
             engine: self.clone(),
             object,
