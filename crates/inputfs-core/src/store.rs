@@ -71,6 +71,18 @@ pub trait BlockStore: Send + Sync + 'static {
     fn make_plain(&self, _key: &CacheKey, _layout: &BlockLayout) -> Result<bool> {
         Ok(false)
     }
+
+    /// Whether this store holds complete objects as plain files (see
+    /// [`make_plain`](Self::make_plain)).
+    fn plain_files(&self) -> bool {
+        false
+    }
+
+    /// Whether the block is here, without reading it (a `stat`). A cheap
+    /// hint: `get` is the only check that the block is good.
+    fn contains(&self, _block: &BlockId) -> bool {
+        false
+    }
 }
 
 /// Counters the engine keeps for each tier.
@@ -117,5 +129,11 @@ impl<T: BlockStore + ?Sized> BlockStore for std::sync::Arc<T> {
     }
     fn make_plain(&self, key: &CacheKey, layout: &BlockLayout) -> Result<bool> {
         (**self).make_plain(key, layout)
+    }
+    fn plain_files(&self) -> bool {
+        (**self).plain_files()
+    }
+    fn contains(&self, block: &BlockId) -> bool {
+        (**self).contains(block)
     }
 }

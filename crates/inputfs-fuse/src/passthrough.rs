@@ -98,7 +98,6 @@ impl Passthrough {
             None
         };
         if backing.is_none()
-            && self.active.load(Ordering::Relaxed)
             && let Ok(mut pending) = self.read_through.lock()
         {
             pending.insert(ino);
@@ -114,8 +113,9 @@ impl Passthrough {
     }
 
     /// A handle of `ino` closed. True when it was the inode's last and its
-    /// reads went through the daemon while passthrough works: the object may
-    /// now be worth holding as a plain file.
+    /// reads went through the daemon: the object may now be worth holding as a
+    /// plain file (the local tier's copy of it, whether or not passthrough
+    /// works, since a cold read leaves the local copy to this).
     pub(crate) fn release(&self, ino: u64) -> bool {
         let Ok(mut opens) = self.opens.lock() else {
             return false;
@@ -132,22 +132,16 @@ impl Passthrough {
         if let Ok(mut pending) = self.read_through.lock() {
             pending.remove(&ino);
         }
-        was_cached && self.active.load(Ordering::Relaxed)
+        was_cached
     }
 
     /// At unmount: the inodes read through the daemon whose closing was not
-    /// seen (see `read_through`), if passthrough works.
+    /// seen (see `read_through`).
     pub(crate) fn take_read_through(&self) -> Vec<u64> {
-        let pending = self
-            .read_through
+        self.read_through
             .lock()
             .map(|mut p| p.drain().collect())
-            .unwrap_or_default();
-        if self.active.load(Ordering::Relaxed) {
-            pending
-        } else {
-            Vec::new()
-        }
+            .unwrap_or_default()
     }
 
     /// Register `file` as a backing file; on refusal, turn passthrough off.

@@ -343,4 +343,14 @@ impl BlockStore for DirStore {
             .and_then(|()| DirStore::make_plain(self, key, layout))
             .map_err(|e| self.tier_error(e))
     }
+
+    fn plain_files(&self) -> bool {
+        self.plain_block_size().is_some()
+    }
+
+    fn contains(&self, block: &BlockId) -> bool {
+        self.is_usable()
+            && (fs::metadata(self.block_path(block)).is_ok_and(|m| m.is_file())
+                || (self.plain_files() && self.plain_path(&block.key).is_file()))
+    }
 }

@@ -106,6 +106,10 @@ pub struct Object {
     pub id: ObjectId,
     pub key: CacheKey,
     pub layout: BlockLayout,
+    /// Bytes returned to readers of this object in this mount (all handles):
+    /// whether it was read whole decides if its local copy may be completed
+    /// from the shared tier (`make_plain_locally`).
+    served: std::sync::atomic::AtomicU64,
 }
 
 /// The read path. Shared by every open file of a mount.
@@ -175,7 +179,12 @@ impl Engine {
     pub fn object(&self, id: ObjectId) -> Arc<Object> {
         let key = id.cache_key(self.config.block_size);
         let layout = BlockLayout::new(self.config.block_size, id.size);
-        Arc::new(Object { id, key, layout })
+        Arc::new(Object {
+            id,
+            key,
+            layout,
+            served: Default::default(),
+        })
     }
 
     /// A reader with its own readahead state, one per open file handle.
@@ -235,11 +244,25 @@ impl Engine {
         let entry = self
             .memory
             .entry(id)
-            .or_try_insert_with(self.clone().load(obj.clone(), index, None))
+            .or_try_insert_with(self.clone().load(obj.clone(), index, None, false))
             .await
             .map_err(Error::from)?;
         let hit = !entry.is_fresh();
         Ok((entry.into_value(), hit))
+    }
+
+    /// Load a block ahead of a sequential reader, through the single-flight
+    /// point; errors are the demand read's to report.
+    async fn prefetch(self: &Arc<Self>, obj: &Arc<Object>, index: u64) {
+        let id = BlockId {
+            key: obj.key,
+            index,
+        };
+        let _ = self
+            .memory
+            .entry(id)
+            .or_try_insert_with(self.clone().load(obj.clone(), index, None, true))
+            .await;
     }
 
     /// Count one block's part of an application read against the memory tier.
@@ -317,6 +340,7 @@ impl Engine {
         obj: Arc<Object>,
         index: u64,
         trace: Option<Arc<warm::Trace>>,
+        sequential: bool,
     ) -> Result<Bytes> {
         let trace = trace.as_deref();
         let len = obj.layout.block_len(index);
@@ -350,6 +374,13 @@ impl Engine {
                 Self::trace_found(trace, warm::Found::Origin);
                 for (depth, tier) in self.tiers.iter().enumerate() {
                     let holds_claim = claimed.as_ref().is_some_and(|c| Arc::ptr_eq(c, tier));
+                    // A block fetched ahead of a sequential reader, with this
+                    // worker's claim on the shared tier (so its publish there
+                    // is never skipped): the local copy waits for the plain
+                    // file (`local_copy_deferred`).
+                    if sequential && claimed.is_some() && self.local_copy_deferred(depth) {
+                        continue;
+                    }
                     self.publish_to(depth, id, data.clone(), holds_claim, trace)
                         .await;
                 }
@@ -463,9 +494,13 @@ impl FileReader {
             let engine = self.engine.clone();
             let object = self.object.clone();
             tokio::spawn(async move {
-                let _ = engine.block(&object, index).await;
+                engine.prefetch(&object, index).await;
             });
         }
-        self.engine.read(&self.object, offset, len).await
+        let data = self.engine.read(&self.object, offset, len).await?;
+        self.object
+            .served
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(data)
     }
 }

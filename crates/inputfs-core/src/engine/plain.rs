@@ -34,18 +34,26 @@ impl Engine {
     }
 
     /// In the background, hold the object as a plain file in the local tier if
-    /// all its blocks are there — filling gaps from the tiers below it first
-    /// (a publish skipped while the disk was busy leaves one), never from the
-    /// origin. Never fails a read; errors are logged at debug.
+    /// all its blocks are there. If it was read whole in this mount, gaps are
+    /// filled from the tiers below first (blocks prefetched for a sequential
+    /// reader are written to the shared tier only; a publish skipped while the
+    /// disk was busy leaves one too) — never from the origin, and never for an
+    /// object only partly read (that would copy what the job does not read).
+    /// Never fails a read; errors are logged at debug.
     pub fn make_plain_locally(self: &Arc<Self>, obj: Arc<Object>) {
         let Some(at) = self.tiers.iter().position(|t| t.store.name() == LOCAL) else {
             return;
         };
         let tier = self.tiers[at].clone();
-        let lower: Vec<_> = self.tiers[at + 1..]
-            .iter()
-            .map(|t| t.store.clone())
-            .collect();
+        let read_whole = obj.served.load(std::sync::atomic::Ordering::Relaxed) >= obj.id.size;
+        let lower: Vec<_> = if read_whole {
+            self.tiers[at + 1..]
+                .iter()
+                .map(|t| t.store.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         self.background.spawn(async move {
             let Ok(_slot) = tier.plain_slot.clone().acquire_owned().await else {
                 return;
@@ -72,23 +80,44 @@ impl Engine {
 }
 
 /// Copy into `local` every block of `obj` it lacks, from the first of `lower`
-/// that has it. True if `local` then holds every block. Blocking.
+/// that has it — only if every block is somewhere (checked first, by `stat`, so
+/// a partly cached object is not copied piecemeal). True if `local` then holds
+/// every block. Blocking.
 fn fill_gaps(local: &dyn BlockStore, lower: &[Arc<dyn BlockStore>], obj: &Object) -> bool {
     if lower.is_empty() {
         return false;
     }
-    (0..obj.layout.block_count()).all(|index| {
-        let id = BlockId {
-            key: obj.key,
-            index,
-        };
-        let len = obj.layout.block_len(index);
-        if matches!(local.get(&id, len), Ok(Lookup::Hit(_))) {
-            return true;
-        }
-        lower.iter().any(|tier| match tier.get(&id, len) {
-            Ok(Lookup::Hit(data)) => local.put(&id, &data).is_ok(),
+    let ids = (0..obj.layout.block_count()).map(|index| BlockId {
+        key: obj.key,
+        index,
+    });
+    let missing: Vec<BlockId> = ids.filter(|id| !local.contains(id)).collect();
+    if !missing
+        .iter()
+        .all(|id| lower.iter().any(|tier| tier.contains(id)))
+    {
+        return false;
+    }
+    missing.iter().all(|id| {
+        let len = obj.layout.block_len(id.index);
+        lower.iter().any(|tier| match tier.get(id, len) {
+            Ok(Lookup::Hit(data)) => local.put(id, &data).is_ok(),
             _ => false,
         })
     })
+}
+
+impl Engine {
+    /// Whether a block fetched from the origin ahead of a sequential reader
+    /// skips the tier at `depth` for now: the local tier, when it builds plain
+    /// files and a shared tier below it gets the block. The local copy is then
+    /// made once, as the plain file, from the shared tier after the read
+    /// (`make_plain_locally`), instead of as block files during the read and
+    /// the plain file again after it: a cold read writes each block once
+    /// instead of twice (docs/PERFORMANCE.md).
+    pub(super) fn local_copy_deferred(&self, depth: usize) -> bool {
+        self.tiers.get(depth).is_some_and(|t| {
+            t.store.name() == LOCAL && t.store.plain_files() && depth + 1 < self.tiers.len()
+        })
+    }
 }

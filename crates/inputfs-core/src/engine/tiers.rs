@@ -32,6 +32,8 @@ pub(super) struct Tier {
     pub(super) publish_slots: Arc<Semaphore>,
     /// Objects being made plain at once (one: it is a background copy).
     pub(super) plain_slot: Arc<Semaphore>,
+    /// Publishes waiting for a slot (bounded by [`QUEUED_PUBLISHES`]).
+    queued: std::sync::atomic::AtomicUsize,
     /// One bit per kind of call ([`Op`]) whose last attempt failed; non-zero
     /// means the tier is degraded.
     failing: AtomicU8,
@@ -66,6 +68,7 @@ impl Tier {
             stats: TierStats::default(),
             publish_slots: Arc::new(Semaphore::new(publish_slots)),
             plain_slot: Arc::new(Semaphore::new(1)),
+            queued: Default::default(),
             failing: AtomicU8::new(0),
         }
     }
@@ -189,7 +192,23 @@ impl Engine {
         let slot = match tier.publish_slots.clone().try_acquire_owned() {
             Ok(slot) => Some(slot),
             Err(_) if holds_claim => None,
+            // Busy: wait for a slot in the background, up to a few blocks
+            // (a skipped publish is a block fetched again next time).
+            Err(_) if tier.queued.fetch_add(1, Ordering::Relaxed) < QUEUED_PUBLISHES => {
+                let (engine_tier, slots) = (tier.clone(), tier.publish_slots.clone());
+                let background = self.background.clone();
+                self.background.spawn(async move {
+                    let slot = slots.acquire_owned().await.ok();
+                    engine_tier.queued.fetch_sub(1, Ordering::Relaxed);
+                    background.spawn_blocking(move || {
+                        let _slot = slot;
+                        put(&engine_tier, id, &data, holds_claim);
+                    });
+                });
+                return;
+            }
             Err(_) => {
+                tier.queued.fetch_sub(1, Ordering::Relaxed);
                 tier.stats.publish_skipped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -197,22 +216,33 @@ impl Engine {
         let tier = tier.clone();
         self.background.spawn_blocking(move || {
             let _slot = slot;
-            match tier.store.put(&id, &data) {
-                Ok(()) => {
-                    tier.succeeded(Op::Put);
-                    tier.stats.publishes.fetch_add(1, Ordering::Relaxed)
-                }
-                Err(e) => {
-                    tier.failed(Op::Put, &e);
-                    tier.stats.publish_errors.fetch_add(1, Ordering::Relaxed)
-                }
-            };
-            if holds_claim {
-                tier.store.release(&id);
-            }
+            put(&tier, id, &data, holds_claim);
         });
     }
+}
 
+/// Publishes that may wait for a busy tier's slot before further ones are
+/// skipped: the blocks they hold are memory outside the budget.
+const QUEUED_PUBLISHES: usize = 8;
+
+/// Publish one block now and count it (on the blocking pool).
+fn put(tier: &Tier, id: BlockId, data: &Bytes, holds_claim: bool) {
+    match tier.store.put(&id, data) {
+        Ok(()) => {
+            tier.succeeded(Op::Put);
+            tier.stats.publishes.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            tier.failed(Op::Put, &e);
+            tier.stats.publish_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    if holds_claim {
+        tier.store.release(&id);
+    }
+}
+
+impl Engine {
     /// Give up a claim in the background (the fetch failed).
     pub(super) fn release(&self, tier: &Arc<Tier>, id: BlockId) {
         let tier = tier.clone();

@@ -240,7 +240,8 @@ impl Engine {
                     .memory
                     .try_get_with(
                         id,
-                        self.clone().load(obj.clone(), index, Some(trace.clone())),
+                        self.clone()
+                            .load(obj.clone(), index, Some(trace.clone()), false),
                     )
                     .await
                     .map_err(Error::from)?;
