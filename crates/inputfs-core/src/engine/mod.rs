@@ -356,14 +356,16 @@ impl Engine {
         for (depth, tier) in self.tiers.iter().enumerate() {
             if let Some(data) = self.tier_get(tier, id, len, true).await {
                 Self::trace_found(trace, warm::Found::Tier(depth));
-                self.publish_above(depth, id, &data, trace).await;
+                self.publish_above(depth, id, &data, trace, sequential)
+                    .await;
                 return Ok(data);
             }
         }
         let claimed = match self.coordinate(id, len).await {
             claims::Outcome::Published { depth, data } => {
                 Self::trace_found(trace, warm::Found::Tier(depth));
-                self.publish_above(depth, id, &data, trace).await;
+                self.publish_above(depth, id, &data, trace, sequential)
+                    .await;
                 return Ok(data);
             }
             claims::Outcome::Fetch { claimed } => claimed,
@@ -451,15 +453,22 @@ impl Engine {
         }
     }
 
-    /// Copy a block found at tier `depth` into the tiers above it.
+    /// Copy a block found at tier `depth` into the tiers above it. A block
+    /// found ahead of a sequential reader skips the local tier, like
+    /// one from the origin (`local_copy_deferred`): the local copy is made
+    /// once, as the plain file, if the object is read whole.
     async fn publish_above(
         &self,
         depth: usize,
         id: BlockId,
         data: &Bytes,
         trace: Option<&warm::Trace>,
+        sequential: bool,
     ) {
         for upper in 0..depth {
+            if sequential && self.local_copy_deferred(upper) {
+                continue;
+            }
             self.publish_to(upper, id, data.clone(), false, trace).await;
         }
     }
