@@ -210,13 +210,14 @@ impl Engine {
         let end = offset.saturating_add(len).min(obj.id.size);
         let bs = obj.layout.block_size;
         if blocks.end - blocks.start == 1 {
-            let (block, hit) = self.block_entry(obj, blocks.start).await?;
+            let (block, hit) = self.block_entry(obj, blocks.start, false).await?;
             self.count_memory(hit, end - offset);
             let start = (offset - blocks.start * bs) as usize;
             return Ok(block.slice(start..start + (end - offset) as usize));
         }
         let parts =
-            futures::future::try_join_all(blocks.clone().map(|i| self.block_entry(obj, i))).await?;
+            futures::future::try_join_all(blocks.clone().map(|i| self.block_entry(obj, i, false)))
+                .await?;
         let mut out = BytesMut::with_capacity((end - offset) as usize);
         for (i, (part, hit)) in blocks.zip(parts) {
             let range = obj.layout.block_range(i);
@@ -230,13 +231,21 @@ impl Engine {
 
     /// Fetch a whole block through the single-flight point.
     pub async fn block(self: &Arc<Self>, obj: &Arc<Object>, index: u64) -> Result<Bytes> {
-        self.block_entry(obj, index).await.map(|(data, _)| data)
+        self.block_entry(obj, index, false)
+            .await
+            .map(|(data, _)| data)
     }
 
     /// [`block`](Self::block), and whether this request was served without a
     /// load of its own (the block was in memory, or another request — a
-    /// readahead, say — was already loading it).
-    async fn block_entry(self: &Arc<Self>, obj: &Arc<Object>, index: u64) -> Result<(Bytes, bool)> {
+    /// readahead, say — was already loading it). `sequential`: the load is
+    /// for a sequential reader's readahead.
+    async fn block_entry(
+        self: &Arc<Self>,
+        obj: &Arc<Object>,
+        index: u64,
+        sequential: bool,
+    ) -> Result<(Bytes, bool)> {
         let id = BlockId {
             key: obj.key,
             index,
@@ -244,7 +253,7 @@ impl Engine {
         let entry = self
             .memory
             .entry(id)
-            .or_try_insert_with(self.clone().load(obj.clone(), index, None, false))
+            .or_try_insert_with(self.clone().load(obj.clone(), index, None, sequential))
             .await
             .map_err(Error::from)?;
         let hit = !entry.is_fresh();
@@ -254,15 +263,7 @@ impl Engine {
     /// Load a block ahead of a sequential reader, through the single-flight
     /// point; errors are the demand read's to report.
     async fn prefetch(self: &Arc<Self>, obj: &Arc<Object>, index: u64) {
-        let id = BlockId {
-            key: obj.key,
-            index,
-        };
-        let _ = self
-            .memory
-            .entry(id)
-            .or_try_insert_with(self.clone().load(obj.clone(), index, None, true))
-            .await;
+        let _ = self.block_entry(obj, index, true).await;
     }
 
     /// Count one block's part of an application read against the memory tier.
