@@ -41,6 +41,11 @@ impl Engine {
     /// object only partly read (that would copy what the job does not read).
     /// Never fails a read; errors are logged at debug.
     pub fn make_plain_locally(self: &Arc<Self>, obj: Arc<Object>) {
+        // A one-block object is one read through the daemon anyway; holding
+        // it plain would cost a copy and an fsync per small file.
+        if obj.layout.block_count() <= 1 {
+            return;
+        }
         let Some(at) = self.tiers.iter().position(|t| t.store.name() == LOCAL) else {
             return;
         };
