@@ -6,7 +6,11 @@
 //! global in-flight memory budget; finished blocks live in a weighted in-memory
 //! cache of bounded size. Blocks found at a lower tier are copied to the higher
 //! ones, and blocks from the origin are published to every tier, off the read path
-//! and never blocking it: when a tier's publish slots are busy the copy is skipped.
+//! and never blocking it: when a tier's publish slots are busy a few publishes
+//! wait, and past that the copy is skipped. With a shared tier, blocks loaded
+//! ahead of a sequential reader skip the local tier: an object read whole is
+//! copied there once afterwards, as the plain file kernel passthrough reads
+//! (`plain`).
 //!
 //! Tier calls are blocking file I/O: they run on tokio's blocking pool and are
 //! bounded by a timeout, so a hung network mount degrades to the origin instead of
