@@ -287,15 +287,26 @@ async fn a_failing_tier_is_one_episode_until_every_kind_of_call_works_again() {
     let s = shared(&r);
     assert!(!s.degraded);
     assert_eq!((s.degradations, s.publishes), (1, 1));
-    // A new failure of another kind is a new episode...
-    r.shared.fail_gets(2, StoreFault::Errno(libc::EIO));
+    // A failure right after the recovery is taken for a call from before it:
+    // no new episode.
+    r.shared.fail_gets(1, StoreFault::Errno(libc::EIO));
     read_block(&r, 4).await;
+    assert_eq!(
+        shared(&r).degradations,
+        1,
+        "a stale failure opened an episode"
+    );
+    assert!(!shared(&r).degraded);
+    // Later, a new failure of another kind is a new episode...
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    r.shared.fail_gets(2, StoreFault::Errno(libc::EIO));
     read_block(&r, 5).await;
+    read_block(&r, 6).await;
     let s = shared(&r);
     assert!(s.degraded);
-    assert_eq!((s.degradations, s.errors), (2, 2));
+    assert_eq!((s.degradations, s.errors), (2, 3));
     // ...that ends with the next lookup that works.
-    read_block(&r, 6).await;
+    read_block(&r, 7).await;
     assert!(!shared(&r).degraded);
     assert_eq!(shared(&r).degradations, 2);
     // The healthy local tier never degraded.

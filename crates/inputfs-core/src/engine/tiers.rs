@@ -37,6 +37,23 @@ pub(super) struct Tier {
     /// One bit per kind of call ([`Op`]) whose last attempt failed; non-zero
     /// means the tier is degraded.
     failing: AtomicU8,
+    /// When the last degraded episode ended (ms on [`clock_ms`]; 0: never).
+    recovered_at: std::sync::atomic::AtomicU64,
+}
+
+/// Failures this soon after a recovery are of calls that started before it
+/// (a directory being re-created while other reads were in flight): they do
+/// not open a new episode, or one condition would log two.
+const AFTER_RECOVERY_MS: u64 = 1_000;
+
+/// Milliseconds since the first call (monotonic).
+fn clock_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+        + 1
 }
 
 /// A kind of tier call, for telling when a degraded tier has recovered.
@@ -70,6 +87,7 @@ impl Tier {
             plain_slot: Arc::new(Semaphore::new(1)),
             queued: Default::default(),
             failing: AtomicU8::new(0),
+            recovered_at: Default::default(),
         }
     }
 
@@ -78,6 +96,14 @@ impl Tier {
     /// per read.
     pub(super) fn failed(&self, op: Op, e: &Error) {
         let name = self.store.name();
+        let recovered_at = self.recovered_at.load(Ordering::Relaxed);
+        if recovered_at != 0
+            && clock_ms().saturating_sub(recovered_at) < AFTER_RECOVERY_MS
+            && self.failing.load(Ordering::Relaxed) == 0
+        {
+            tracing::debug!(tier = name, ?op, error = %e, "cache tier error just after it recovered");
+            return;
+        }
         if self.failing.fetch_or(op.bit(), Ordering::AcqRel) == 0 {
             self.stats.degradations.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(tier = name, error = %e,
@@ -97,6 +123,7 @@ impl Tier {
         }
         let before = self.failing.fetch_and(!bits, Ordering::AcqRel);
         if before != 0 && before & !bits == 0 {
+            self.recovered_at.store(clock_ms(), Ordering::Relaxed);
             let name = self.store.name();
             tracing::info!(tier = name, "cache tier {name} recovered");
         }
