@@ -382,6 +382,17 @@ impl S3Server {
         rx.recv().expect("the S3 server runtime stopped")
     }
 
+    /// A server with `bucket` holding `objects` (key, bytes), uploaded through
+    /// the API.
+    pub fn with_objects(bucket: &str, objects: &[(String, Vec<u8>)]) -> S3Server {
+        let server = S3Server::start();
+        server.create_bucket(bucket);
+        for (key, data) in objects {
+            server.put_object(bucket, key, data);
+        }
+        server
+    }
+
     /// Create a bucket through the API: object_store has no CreateBucket, so a
     /// presigned `PUT /bucket/` is sent by hand.
     pub fn create_bucket(&self, name: &str) {

@@ -28,12 +28,8 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
-        let server = S3Server::start();
-        server.create_bucket(BUCKET);
         let objects = inputfs_tests::data::training_set(7);
-        for (k, v) in &objects {
-            server.put_object(BUCKET, k, v);
-        }
+        let server = S3Server::with_objects(BUCKET, &objects);
         Rig {
             server,
             tmp: tempfile::tempdir().unwrap(),

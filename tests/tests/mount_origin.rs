@@ -23,12 +23,8 @@ struct S3Rig {
 }
 
 fn s3_rig() -> S3Rig {
-    let server = S3Server::start();
-    server.create_bucket(BUCKET);
     let objects = objects();
-    for (k, v) in &objects {
-        server.put_object(BUCKET, k, v);
-    }
+    let server = S3Server::with_objects(BUCKET, &objects);
     S3Rig {
         server,
         tmp: tempfile::tempdir().unwrap(),
