@@ -198,19 +198,34 @@ fn corrupt_file_is_kept_in_corrupt_dir_for_post_mortem() {
     assert_eq!(bytes[HEADER_LEN + 1..], pattern(1, 100)[1..]);
 }
 
+/// Run as the unprivileged test user: as root a mode-555 directory does not stop
+/// the corrupt file from being moved aside.
 #[test]
 fn cleanup_failure_still_reports_corrupt() {
-    let s = fresh();
-    let id = block("s3://b/stuck", 0);
-    s.put(&id, &pattern(1, 100)).unwrap();
-    rewrite(&s, &id, |b| b[HEADER_LEN] ^= 1);
-    if !common::permissions_are_enforced(s.dir.path()) {
-        eprintln!("running as root: cannot make the object directory unwritable; skipped");
-        return;
-    }
-    let obj = s.object_dir(&id.key);
-    fs::set_permissions(&obj, fs::Permissions::from_mode(0o555)).unwrap();
-    let got = s.get(&id, 100);
-    fs::set_permissions(&obj, fs::Permissions::from_mode(0o2775)).unwrap();
-    assert!(matches!(got.unwrap(), Lookup::Corrupt(_)));
+    common::unprivileged::run_as_test_user("cleanup_failure_still_reports_corrupt", || {
+        let s = fresh();
+        assert!(
+            common::permissions_are_enforced(s.dir.path()),
+            "mode bits do not bind this process"
+        );
+        let id = block("s3://b/stuck", 0);
+        s.put(&id, &pattern(1, 100)).unwrap();
+        rewrite(&s, &id, |b| b[HEADER_LEN] ^= 1);
+        let obj = s.object_dir(&id.key);
+        fs::set_permissions(&obj, fs::Permissions::from_mode(0o555)).unwrap();
+        let got = s.get(&id, 100);
+        let stuck = s.block_path(&id).exists();
+        fs::set_permissions(&obj, fs::Permissions::from_mode(0o2775)).unwrap();
+        assert!(matches!(got.unwrap(), Lookup::Corrupt(_)));
+        // The cleanup really failed: the bad file could not leave its directory.
+        assert!(
+            stuck,
+            "the corrupt file was removed from a read-only directory"
+        );
+        // It is still caught on the next read, and removed once it can be.
+        assert!(matches!(s.get(&id, 100).unwrap(), Lookup::Corrupt(_)));
+        assert_eq!(s.get(&id, 100).unwrap(), Lookup::Miss);
+        s.put(&id, &pattern(1, 100)).unwrap();
+        expect_hit(&s, &id, &pattern(1, 100));
+    });
 }

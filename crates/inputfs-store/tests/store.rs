@@ -167,28 +167,36 @@ fn a_removed_root_fails_one_call_then_comes_back_on_the_same_device() {
     expect_hit(&s, &block("s3://b/gone", 0), b"x");
 }
 
+/// Run as the unprivileged test user: as root a mode-000 file is still readable.
 #[test]
 fn unreadable_block_is_a_tier_error_with_path() {
-    let s = fresh();
-    let id = block("s3://b/eacces", 0);
-    s.put(&id, &pattern(1, 10)).unwrap();
-    if !common::permissions_are_enforced(s.dir.path()) {
-        eprintln!("running as root: cannot make a file unreadable; skipped");
-        return;
-    }
-    let path = s.block_path(&id);
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
-    let e = s.get(&id, 10).unwrap_err();
-    let msg = e.to_string();
-    assert!(
-        msg.contains(path.to_str().unwrap()) && msg.contains("test"),
-        "{msg}"
-    );
-    assert!(!msg.contains('\n'));
-    assert!(
-        path.exists(),
-        "an I/O error is not corruption: the file stays"
-    );
+    common::unprivileged::run_as_test_user("unreadable_block_is_a_tier_error_with_path", || {
+        let s = fresh();
+        assert!(
+            common::permissions_are_enforced(s.dir.path()),
+            "mode bits do not bind this process"
+        );
+        let id = block("s3://b/eacces", 0);
+        s.put(&id, &pattern(1, 10)).unwrap();
+        let path = s.block_path(&id);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
+        let e = s.get(&id, 10).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains(path.to_str().unwrap()) && msg.contains("test"),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'));
+        assert!(
+            path.exists(),
+            "an I/O error is not corruption: the file stays"
+        );
+        assert_eq!(
+            fs::read_dir(s.corrupt_dir()).unwrap().count(),
+            0,
+            "an unreadable block was set aside as corrupt"
+        );
+    });
 }
 
 #[test]

@@ -115,20 +115,24 @@ fn assert_put_fails_cleanly(s: &common::TestStore, url: &str) {
     assert_eq!(s.get(&id, 4096).unwrap(), Lookup::Miss);
 }
 
+/// Run as the unprivileged test user: as root a mode-555 directory is still
+/// writable (the root-proof way to break a publish is the next test's).
 #[test]
 fn put_into_read_only_objects_dir_fails_cleanly() {
-    let s = fresh();
-    if common::permissions_are_enforced(s.dir.path()) {
+    common::unprivileged::run_as_test_user("put_into_read_only_objects_dir_fails_cleanly", || {
+        let s = fresh();
+        assert!(
+            common::permissions_are_enforced(s.dir.path()),
+            "mode bits do not bind this process"
+        );
         fs::set_permissions(s.objects_dir(), fs::Permissions::from_mode(0o555)).unwrap();
         assert_put_fails_cleanly(&s, "s3://b/ro");
         fs::set_permissions(s.objects_dir(), fs::Permissions::from_mode(0o2775)).unwrap();
-    } else {
-        // As root, mode bits do not stop writes: break tmp/ instead (a regular
-        // file where the directory should be).
-        fs::remove_dir(s.tmp_dir()).unwrap();
-        fs::write(s.tmp_dir(), b"not a directory").unwrap();
-        assert_put_fails_cleanly(&s, "s3://b/ro");
-    }
+        // Writable again: the same publish succeeds.
+        let id = block("s3://b/ro", 0);
+        s.put(&id, &pattern(1, 4096)).unwrap();
+        expect_hit(&s, &id, &pattern(1, 4096));
+    });
 }
 
 #[test]

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod unprivileged;
+
 use std::path::{Path, PathBuf};
 
 use inputfs_core::store::Lookup;
@@ -78,7 +80,7 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Whether writes to a mode-0o555 directory are refused (false when running as
-/// root, where permission bits do not stop writes).
+/// root, where permission bits do not stop writes; see [`unprivileged`]).
 pub fn permissions_are_enforced(scratch: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     let d = scratch.join("perm-probe");
