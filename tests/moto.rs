@@ -9,6 +9,12 @@
 //!
 //! Setup calls are plain HTTP/1.1 from std (moto does not check signatures), so
 //! the helpers work from any test, synchronous or not.
+//!
+//! Every request is recorded by moto's own recorder (`MOTO_ENABLE_RECORDING`,
+//! one JSON line per request with its method, URL and headers), written before
+//! the request is handled: once a client has its response, the line is there.
+//! [`MotoServer::requests`] reads it back, for tests that must show *which*
+//! version and range each GET asked for.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -22,12 +28,27 @@ pub const ACCESS_KEY: &str = "inputfs-moto-access";
 pub const SECRET_KEY: &str = "inputfs-moto-secret";
 pub const REGION: &str = "us-east-1";
 
+/// The recorder's file, in the server's temp dir.
+const RECORDING: &str = "requests.jsonl";
+
 /// A running moto S3 server; stopped on drop.
 pub struct MotoServer {
     child: Child,
     addr: SocketAddr,
     /// Holds moto's files until the server is dropped.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+/// One request as moto recorded it, in arrival order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MotoRequest {
+    pub method: String,
+    /// The path, without the query (`/bucket/key`).
+    pub path: String,
+    /// The `versionId` query parameter, if any.
+    pub version_id: Option<String>,
+    /// The `Range` header, if any.
+    pub range: Option<String>,
 }
 
 /// What an S3 call answered.
@@ -69,6 +90,8 @@ impl MotoServer {
         let mut child = Command::new(bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env_remove("AWS_ENDPOINT_URL")
+            .env("MOTO_ENABLE_RECORDING", "true")
+            .env("MOTO_RECORDER_FILEPATH", dir.path().join(RECORDING))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
@@ -90,11 +113,7 @@ impl MotoServer {
                 return Err(format!("did not listen on {addr} within 30 s"));
             }
         }
-        Ok(MotoServer {
-            child,
-            addr,
-            _dir: dir,
-        })
+        Ok(MotoServer { child, addr, dir })
     }
 
     /// `http://127.0.0.1:PORT`
@@ -130,6 +149,20 @@ impl MotoServer {
         parse_response(&raw)
     }
 
+    /// Every request the server received so far (setup calls included), oldest
+    /// first.
+    pub fn requests(&self) -> Vec<MotoRequest> {
+        let path = self.dir.path().join(RECORDING);
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.lines()
+            .map(|line| {
+                parse_recorded(line).unwrap_or_else(|| {
+                    panic!("{}: not a recorded request: {line:.300}", path.display())
+                })
+            })
+            .collect()
+    }
+
     /// Create a bucket with versioning enabled (CreateBucket + PutBucketVersioning).
     pub fn create_versioned_bucket(&self, bucket: &str) {
         self.create_bucket(bucket);
@@ -152,6 +185,27 @@ impl MotoServer {
             .filter(|v| *v != "null")
             .map(str::to_string)
     }
+}
+
+/// `{"headers": {...}, "method": "GET", "url": "http://HOST/b/k?versionId=V", ...}`
+fn parse_recorded(line: &str) -> Option<MotoRequest> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let url = url::Url::parse(v["url"].as_str()?).ok()?;
+    let range = v["headers"]
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("range"))
+        .and_then(|(_, v)| v.as_str())
+        .map(str::to_string);
+    Some(MotoRequest {
+        method: v["method"].as_str()?.to_string(),
+        path: url.path().to_string(),
+        version_id: url
+            .query_pairs()
+            .find(|(k, _)| k == "versionId")
+            .map(|(_, v)| v.into_owned()),
+        range,
+    })
 }
 
 fn parse_response(raw: &[u8]) -> Response {

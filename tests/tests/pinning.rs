@@ -68,6 +68,7 @@ fn versioned_s3_serves_the_pinned_version_after_an_overwrite_and_locked_remounts
     let new = pattern(12, old.len());
     let v2 = moto.put_object("pinned", "data/obj.bin", &new).unwrap();
     assert_ne!(v1, v2);
+    let overwritten = moto.requests().len();
     // The rest comes from the origin by version id: still the old bytes.
     read_blocks_reverse(&f, &old, bs, 8..17);
     drop(f);
@@ -75,6 +76,40 @@ fn versioned_s3_serves_the_pinned_version_after_an_overwrite_and_locked_remounts
     assert_eq!(sha256_hex(&whole), sha256_hex(&old));
     let log = m.stop();
     assert!(!log.contains("changed since it was pinned"), "{log}");
+    // moto's request log, read once the mount is gone: every block after the
+    // overwrite was fetched once, after it, by the pinned version id.
+    let requests = moto.requests();
+    let before = &requests[..overwritten];
+    assert!(
+        before
+            .iter()
+            .any(|r| r.method == "PUT" && r.path == "/pinned/data/obj.bin"),
+        "the overwrite is not in moto's log: {before:?}"
+    );
+    assert_eq!(
+        block_gets(
+            &requests[overwritten..],
+            "/pinned/data/obj.bin",
+            &v1,
+            bs,
+            old.len()
+        ),
+        (8..17).collect::<Vec<_>>(),
+        "{:?}",
+        &requests[overwritten..]
+    );
+    // The blocks before it were fetched by the same version id.
+    let gets: Vec<_> = before
+        .iter()
+        .filter(|r| r.method == "GET")
+        .cloned()
+        .collect();
+    assert_eq!(
+        block_gets(&gets, "/pinned/data/obj.bin", &v1, bs, old.len()),
+        (0..8).collect::<Vec<_>>(),
+        "{before:?}"
+    );
+    let pinned_requests = requests.len();
 
     // A --locked remount on a fresh cache: the old version, though the origin's
     // current one is the new.
@@ -96,6 +131,49 @@ fn versioned_s3_serves_the_pinned_version_after_an_overwrite_and_locked_remounts
     assert_eq!(sha256_hex(&whole), sha256_hex(&old));
     let log = m.stop();
     assert!(!log.contains("changed since it was pinned"), "{log}");
+    // No HEAD, no listing: only the blocks, each once, by the locked version id.
+    let requests = &moto.requests()[pinned_requests..];
+    assert_eq!(
+        block_gets(requests, "/pinned/data/obj.bin", &v1, bs, old.len()),
+        (0..17).collect::<Vec<_>>(),
+        "{requests:?}"
+    );
+}
+
+/// The blocks (sorted) that `requests` fetched of `path`, checking
+/// that every request is a GET of `path` by `version` for exactly one whole
+/// block of an object of `len` bytes.
+fn block_gets(
+    requests: &[inputfs_tests::moto::MotoRequest],
+    path: &str,
+    version: &str,
+    bs: usize,
+    len: usize,
+) -> Vec<usize> {
+    let mut blocks: Vec<usize> = requests
+        .iter()
+        .map(|r| {
+            assert!(
+                r.method == "GET" && r.path == path && r.version_id.as_deref() == Some(version),
+                "not a GET of {path} by version {version}: {r:?}"
+            );
+            let range = r
+                .range
+                .as_deref()
+                .unwrap_or_else(|| panic!("no Range: {r:?}"));
+            let (start, end) = range
+                .strip_prefix("bytes=")
+                .and_then(|x| x.split_once('-'))
+                .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+                .unwrap_or_else(|| panic!("not a bytes=START-END range: {r:?}"));
+            let block = start / bs;
+            assert_eq!(start, block * bs, "not at a block start: {r:?}");
+            assert_eq!(end + 1, (start + bs).min(len), "not one whole block: {r:?}");
+            block
+        })
+        .collect();
+    blocks.sort();
+    blocks
 }
 
 #[test]
@@ -184,10 +262,25 @@ fn unversioned_http_fails_reads_of_a_changed_object_once_logged_never_mixing() {
     .unwrap();
     let err = std::fs::read(m.path("h/data.bin")).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    m.stop();
+    // Read once the mount is gone: the read asked the origin, only with GETs
+    // pinned to the recorded ETag, and every one was refused.
+    let etag = serde_json::from_str::<serde_json::Value>(&recorded).unwrap()["files"][0]["version"]
+        ["etag"]
+        .as_str()
+        .expect("an ETag in the lock file")
+        .to_string();
     let requests = nginx.requests();
-    assert!(requests.iter().all(|r| r.method == "GET"), "{requests:?}");
-    assert!(requests.iter().all(|r| r.status == 412), "{requests:?}");
-    drop(m);
+    assert!(!requests.is_empty(), "the read never reached the origin");
+    for r in &requests {
+        assert_eq!(
+            (r.method.as_str(), r.uri.as_str(), r.status),
+            ("GET", "/data.bin", 412),
+            "{r:?}"
+        );
+        assert_eq!(r.if_match, etag, "not pinned to the locked ETag: {r:?}");
+        assert_ne!(r.range, "-", "not a ranged GET: {r:?}");
+    }
 }
 
 #[test]
