@@ -133,15 +133,33 @@ fn assert_correct(checks: &[Value], target: &str, link: &str) {
         "{}",
         check(checks, "cache.link", target)
     );
+    // Measured: the size asked for (--throughput-size=16MiB) was written and
+    // read back, and both took time. A rate is the bytes over the time taken
+    // (floored at 1 µs): one from a clock that never ran is ~16.8 million MB/s;
+    // no disk or network here moves 100 GB/s.
     let throughput = check(checks, "cache.throughput", target);
-    let rate = |key: &str| throughput["measurements"][key].as_f64().unwrap_or(0.0);
-    assert!(
-        rate("read_mb_s") > 0.0 && rate("write_mb_s") > 0.0,
-        "{throughput}"
-    );
+    let m = &throughput["measurements"];
+    assert_eq!(m["bytes"].as_u64(), Some(16 << 20), "{throughput}");
+    for key in ["read_mb_s", "write_mb_s"] {
+        let rate = m[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {key}: {throughput}"));
+        assert!(rate > 0.0 && rate < 100_000.0, "{key}: {throughput}");
+    }
+    // 50 files timed: a median above zero, no higher than the p99, and a p99
+    // under a minute (the test would have timed out first).
     let latency = check(checks, "cache.small_file_latency", target);
-    let median = latency["measurements"]["median_ms"].as_f64();
-    assert!(median.is_some_and(|ms| ms > 0.0), "{latency}");
+    let m = &latency["measurements"];
+    assert_eq!(m["files"].as_u64(), Some(50), "{latency}");
+    let ms = |key: &str| {
+        m[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {key}: {latency}"))
+    };
+    assert!(
+        ms("median_ms") > 0.0 && ms("median_ms") <= ms("p99_ms") && ms("p99_ms") < 60_000.0,
+        "{latency}"
+    );
 }
 
 #[test]
