@@ -5,8 +5,11 @@
 //! Azurite speaks the Blob REST API with Shared Key auth for the well-known
 //! emulator account. It runs as one node process we spawn (telemetry off, so it
 //! sends nothing off loopback); Drop stops exactly that PID and waits for it.
-//! Its debug log (`-d`) records every request with its headers, which is how tests
-//! count the ranged GETs a mount made ([`AzuriteServer::requests`]).
+//! Its debug log (`-d`) records every request with its headers as it arrives,
+//! which is how tests count the ranged GETs a mount made
+//! ([`AzuriteServer::requests`]); the log is written asynchronously, so reading it
+//! first waits for a barrier request of our own to be logged (lines are written
+//! in arrival order).
 //!
 //! object_store has no "create container" call, so [`AzuriteServer::create_container`]
 //! sends that one request itself, signed with Shared Key (HMAC-SHA256 by hand,
@@ -17,6 +20,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
@@ -48,6 +52,8 @@ pub struct AzuriteServer {
     dir: tempfile::TempDir,
     /// Debug-log bytes before this offset were reset away.
     log_start: Mutex<usize>,
+    /// Barrier requests sent so far (each has its own URL).
+    barriers: AtomicU64,
 }
 
 impl AzuriteServer {
@@ -102,6 +108,7 @@ impl AzuriteServer {
             addr,
             dir,
             log_start: Mutex::new(0),
+            barriers: AtomicU64::new(0),
         })
     }
 
@@ -198,25 +205,54 @@ impl AzuriteServer {
         .unwrap_or_else(|e| panic!("upload {container}/{key}: {e}"));
     }
 
-    /// Every request azurite logged since start or the last reset. Waits for the
-    /// log to settle first (it is written asynchronously).
+    /// Every request azurite received since start or the last reset, oldest
+    /// first: every request answered before this call, none of the barriers.
     pub fn requests(&self) -> Vec<AzRequest> {
-        let path = self.dir.path().join("debug.log");
-        let read = || std::fs::read(&path).unwrap_or_default();
-        let mut text = read();
-        for _ in 0..25 {
-            std::thread::sleep(Duration::from_millis(40));
-            let again = read();
-            if again == text {
-                break;
-            }
-            text = again;
-        }
+        let text = self.settle();
         let start = (*self.log_start.lock().unwrap()).min(text.len());
         String::from_utf8_lossy(&text[start..])
             .lines()
             .filter_map(parse_request)
+            .filter(|r| !r.url.contains(BARRIER))
             .collect()
+    }
+
+    /// Send a barrier request and wait until azurite has logged it; returns the
+    /// debug log. Azurite logs each request as it arrives and writes its log in
+    /// order, so every request answered before the barrier was sent is in the
+    /// log before the barrier's line.
+    fn settle(&self) -> Vec<u8> {
+        let target = format!(
+            "/{ACCOUNT}/{BARRIER}{}",
+            self.barriers.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut conn = TcpStream::connect(self.addr).expect("connect azurite");
+        conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        write!(
+            conn,
+            "GET {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .expect("send the barrier request");
+        let mut response = Vec::new();
+        conn.read_to_end(&mut response)
+            .expect("read the barrier response");
+        assert!(response.starts_with(b"HTTP/1.1 "), "barrier: {response:?}");
+        let path = self.dir.path().join("debug.log");
+        // `RequestURL=http://127.0.0.1/ACCOUNT/NAME RequestHeaders:{...}` (no port).
+        let logged = format!("{target} RequestHeaders:");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read(&path).unwrap_or_default();
+            if String::from_utf8_lossy(&text).contains(&logged) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "azurite did not log the barrier {target} within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// GETs that carried a byte range (blob data reads) since start or reset.
@@ -229,13 +265,13 @@ impl AzuriteServer {
 
     /// Forget what was logged so far.
     pub fn reset_counts(&self) {
-        let _ = self.requests();
-        let len = std::fs::metadata(self.dir.path().join("debug.log"))
-            .map(|m| m.len() as usize)
-            .unwrap_or(0);
+        let len = self.settle().len();
         *self.log_start.lock().unwrap() = len;
     }
 }
+
+/// The name (in the account, no container) of the barrier requests.
+const BARRIER: &str = "inputfs-barrier-";
 
 /// `... BlobStorageContextMiddleware: RequestMethod=GET RequestURL=U RequestHeaders:{json} ...`
 fn parse_request(line: &str) -> Option<AzRequest> {

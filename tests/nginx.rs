@@ -8,14 +8,19 @@
 //! we spawned is the whole server: Drop stops exactly it and waits for it.
 //!
 //! Every request is logged in a fixed format we parse to count what the origin
-//! served (`get_requests`, `get_bytes`). A few fixed locations answer with an
-//! error status, for error-mapping tests: `/__status/{403,404,429,500,503}`.
+//! served (`get_requests`, `get_bytes`). nginx writes a request's line just after
+//! its response, so reading the log first waits for a barrier: a request of our
+//! own on a second, plain-HTTP port of the same process, whose line comes after
+//! every request answered before it (see [`NginxServer::requests`]). A few fixed
+//! locations answer with an error status, for error-mapping tests:
+//! `/__status/{403,404,429,500,503}`.
 
-use std::io::Read;
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::bins::{free_port, require_binary, wait_for_port};
@@ -39,6 +44,10 @@ pub struct LogEntry {
 pub struct NginxServer {
     child: Child,
     addr: SocketAddr,
+    /// The barrier port: plain HTTP, logged to the same access log.
+    barrier_addr: SocketAddr,
+    /// Barrier requests sent so far (each has its own URI).
+    barriers: AtomicU64,
     dir: tempfile::TempDir,
     root: PathBuf,
     /// `http` or `https`.
@@ -92,6 +101,7 @@ impl NginxServer {
         let dir = tempfile::tempdir().expect("temp dir for nginx");
         let d = dir.path();
         let port = free_port();
+        let barrier_port = free_port();
         let conf = format!(
             r#"daemon off;
 master_process off;
@@ -118,6 +128,10 @@ http {{
         location = /__status/500 {{ return 500; }}
         location = /__status/503 {{ return 503; }}
         {extra}
+    }}
+    server {{
+        listen 127.0.0.1:{barrier_port};
+        location = {BARRIER} {{ return 204; }}
     }}
 }}
 "#,
@@ -157,6 +171,8 @@ http {{
         Ok(NginxServer {
             child,
             addr,
+            barrier_addr: ([127, 0, 0, 1], barrier_port).into(),
+            barriers: AtomicU64::new(0),
             dir,
             root: root.to_path_buf(),
             scheme: if listen_tail.starts_with("ssl") {
@@ -192,25 +208,56 @@ http {{
         self.child.id()
     }
 
-    /// Every request logged since start or the last reset, oldest first. Waits
-    /// for the log to settle: nginx writes a line just after the response.
+    /// Every request logged since start or the last reset, oldest first: every
+    /// request answered before this call, none of the barriers.
     pub fn requests(&self) -> Vec<LogEntry> {
-        let path = self.dir.path().join("access.log");
-        let read = || std::fs::read(&path).unwrap_or_default();
-        let mut text = read();
-        for _ in 0..50 {
-            std::thread::sleep(Duration::from_millis(20));
-            let again = read();
-            if again == text {
-                break;
-            }
-            text = again;
-        }
+        let text = self.settle();
         let start = *self.log_start.lock().unwrap() as usize;
         String::from_utf8_lossy(&text[start.min(text.len())..])
             .lines()
             .filter_map(parse_line)
+            .filter(|e| !e.uri.starts_with(BARRIER))
             .collect()
+    }
+
+    /// Send a barrier request and wait until its line is in the access log;
+    /// returns the log. nginx (one process, one worker) logs a request as it
+    /// finishes sending the response, before it takes the next event, so the
+    /// line of every request a client was answered before the barrier was sent
+    /// is in the log before the barrier's.
+    fn settle(&self) -> Vec<u8> {
+        let target = format!(
+            "{BARRIER}?n={}",
+            self.barriers.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut conn = TcpStream::connect(self.barrier_addr)
+            .unwrap_or_else(|e| panic!("nginx barrier port {}: {e}", self.barrier_addr));
+        conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        write!(
+            conn,
+            "GET {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.barrier_addr
+        )
+        .expect("send the barrier request");
+        let mut response = String::new();
+        conn.read_to_string(&mut response)
+            .expect("read the barrier response");
+        assert!(response.starts_with("HTTP/1.1 204"), "barrier: {response}");
+        let path = self.dir.path().join("access.log");
+        let line_end = format!("|{target}\n");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read(&path).unwrap_or_default();
+            if String::from_utf8_lossy(&text).contains(&line_end) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not log the barrier {target} within 10 s: {}",
+                logs(self.dir.path())
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// GET requests since start or the last reset (any status).
@@ -230,13 +277,13 @@ http {{
 
     /// Forget what was logged so far.
     pub fn reset_counts(&self) {
-        let _ = self.requests(); // let in-flight log lines land first
-        let len = std::fs::metadata(self.dir.path().join("access.log"))
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let len = self.settle().len() as u64;
         *self.log_start.lock().unwrap() = len;
     }
 }
+
+/// The location of the barrier requests (on the barrier port only).
+const BARRIER: &str = "/__barrier";
 
 fn parse_line(line: &str) -> Option<LogEntry> {
     let mut f = line.splitn(6, '|');
