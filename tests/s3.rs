@@ -8,8 +8,11 @@
 //!
 //! Counting happens in the S3 layer (a wrapper around the s3s-fs `FileSystem`),
 //! not in a proxy: every `GetObject` is one request and its `Content-Length` the
-//! bytes served. s3s-fs ignores `If-Match` (see TESTING.md), which the pinning
-//! tests rely on to show the origin's own response check.
+//! bytes served. s3s-fs ignores `If-Match`: a GET whose `If-Match` no longer
+//! matches is answered with the current object, where S3 answers 412
+//! Precondition Failed. The pinning tests rely on that to show inputfs's own
+//! check of every response (ETag and size) before it uses the body; moto
+//! ([`crate::moto`]) is the server that honours `If-Match`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
