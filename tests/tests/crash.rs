@@ -97,6 +97,8 @@ fn workers_killed_mid_fetch_never_make_others_serve_wrong_bytes() {
             // Whatever this read gets before the kill is irrelevant; it may fail.
             let _ = std::fs::read(path);
         });
+        // Not a wait for anything: the kill lands at a different point of the
+        // cold read each round (30 ms to 380 ms in).
         std::thread::sleep(Duration::from_millis(30 + 70 * round));
         victim.kill();
         let _ = reader.join();
@@ -106,13 +108,19 @@ fn workers_killed_mid_fetch_never_make_others_serve_wrong_bytes() {
         let m = r.worker("2s");
         r.read_and_check(&m);
         m.stop();
+        // It left every block in the shared cache: take them away, so that the
+        // next victim's read is cold too and its kill lands mid-fetch (what the
+        // dead workers left in tmp/ and claims/ stays, for the sweep below).
+        std::fs::remove_dir_all(r.root().join("objects")).unwrap();
     }
     assert!(
         seen_leftovers > 0,
         "no kill landed mid-fetch: the sweep was not exercised"
     );
-    // Let the last claims of the killed workers expire, then a later worker's
-    // start-up sweep removes them and the dead workers' temp files.
+    // Let the last claims of the killed workers expire (2 s claims, all taken
+    // before the last kill): claims expiring is what is under test here, so
+    // time passing is the condition. Then a later worker's start-up sweep
+    // removes them and the dead workers' temp files.
     std::thread::sleep(Duration::from_secs(3));
     let m = r.worker("2s");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -51,6 +51,8 @@ fn an_expired_claim_is_taken_over_and_the_old_holder_cannot_release_it() {
         a.claim(&block(0), Duration::from_millis(50)).unwrap(),
         Claim::Acquired
     );
+    // The claim expiring is what is under test: time passing past its 50 ms is
+    // the condition, not a wait for something else to happen.
     std::thread::sleep(Duration::from_millis(80));
     assert_eq!(
         b.claim(&block(0), LONG).unwrap(),
@@ -126,6 +128,7 @@ fn sweep_removes_what_dead_workers_left() {
         Claim::Acquired
     );
     assert_eq!(a.claim(&block(1), LONG).unwrap(), Claim::Acquired);
+    // Let the 1 ms claim expire (time passing is the condition under test).
     std::thread::sleep(Duration::from_millis(20));
     let swept = b.sweep(Duration::from_secs(3600), LONG);
     assert_eq!(
