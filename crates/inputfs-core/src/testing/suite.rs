@@ -1,6 +1,7 @@
 //! The conformance suite every [`BlockStore`] must pass: the in-memory fake runs it
-//! here, the directory store runs it in `inputfs-store` (on a local directory and
-//! on network filesystems), so all implementations mean the same thing.
+//! here, the directory store runs it in `inputfs-store` (on a local directory)
+//! and in `tests/tests/conformance_netfs.rs` (on sshfs and SMB), so all
+//! implementations mean the same thing.
 
 use bytes::Bytes;
 
