@@ -13,7 +13,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use bytes::Bytes;
 use inputfs_core::store::{Claim, Lookup};
@@ -32,8 +32,10 @@ pub const ROOT_NAME: &str = "inputfs-v1";
 pub struct DirStore {
     /// The configured directory; never created by the store.
     dir: PathBuf,
-    /// Whether the root is set up, and when to try again if not.
+    /// Whether the root is set up, and in which generation.
     health: crate::health::Health,
+    /// `st_dev` of `dir` when first seen as a directory (`setup::UNSEEN` before).
+    pub(crate) dev: AtomicU64,
     name: String,
     root: PathBuf,
     objects: PathBuf,
@@ -60,12 +62,12 @@ impl DirStore {
     /// "shared") is what logs and tier errors call this store.
     ///
     /// After opening, a root removed while in use is re-created while `dir` is
-    /// on the same device, and an unusable directory fails calls fast until it
+    /// on the same device, and an unusable directory refuses calls until it
     /// works again (see the `health` module; [`open_lenient`](Self::open_lenient)
     /// also starts that way instead of failing).
     pub fn open(dir: &Path, name: &str) -> Result<DirStore, StoreError> {
         let store = DirStore::unready(dir, name);
-        store.set_up()?;
+        store.admit()?;
         tracing::debug!(tier = name, root = %store.root.display(), "opened block store");
         Ok(store)
     }
@@ -76,6 +78,7 @@ impl DirStore {
         DirStore {
             dir: dir.to_path_buf(),
             health: Default::default(),
+            dev: AtomicU64::new(crate::setup::UNSEEN),
             name: name.to_string(),
             objects: root.join("objects"),
             tmp: root.join("tmp"),
@@ -287,15 +290,6 @@ impl DirStore {
     }
 }
 
-impl DirStore {
-    /// A failed call as the engine's tier error, noting whether it may mean the
-    /// root went away.
-    fn tier_error(&self, e: StoreError) -> inputfs_core::Error {
-        self.note_failure(&e);
-        e.into_tier(&self.name)
-    }
-}
-
 /// Whether a read error means the "file" is a directory.
 fn is_dir_error(e: &io::Error, file: &File) -> bool {
     errno(e) == libc::EISDIR || file.metadata().is_ok_and(|m| m.is_dir())
@@ -307,21 +301,15 @@ impl BlockStore for DirStore {
     }
 
     fn get(&self, block: &BlockId, expected_len: u64) -> inputfs_core::Result<Lookup> {
-        self.usable()
-            .and_then(|()| self.read_block(block, expected_len))
-            .map_err(|e| self.tier_error(e))
+        self.call(|| self.read_block(block, expected_len))
     }
 
     fn put(&self, block: &BlockId, data: &[u8]) -> inputfs_core::Result<()> {
-        self.usable()
-            .and_then(|()| self.publish(block, data))
-            .map_err(|e| self.tier_error(e))
+        self.call(|| self.publish(block, data))
     }
 
     fn claim(&self, block: &BlockId, ttl: std::time::Duration) -> inputfs_core::Result<Claim> {
-        self.usable()
-            .and_then(|()| self.try_claim(block, ttl))
-            .map_err(|e| self.tier_error(e))
+        self.call(|| self.try_claim(block, ttl))
     }
 
     fn release(&self, block: &BlockId) {
@@ -329,9 +317,7 @@ impl BlockStore for DirStore {
     }
 
     fn open_plain(&self, key: &CacheKey, size: u64) -> inputfs_core::Result<Option<File>> {
-        self.usable()
-            .and_then(|()| DirStore::open_plain(self, key, size))
-            .map_err(|e| self.tier_error(e))
+        self.call(|| DirStore::open_plain(self, key, size))
     }
 
     fn make_plain(
@@ -339,9 +325,7 @@ impl BlockStore for DirStore {
         key: &CacheKey,
         layout: &inputfs_core::BlockLayout,
     ) -> inputfs_core::Result<bool> {
-        self.usable()
-            .and_then(|()| DirStore::make_plain(self, key, layout))
-            .map_err(|e| self.tier_error(e))
+        self.call(|| DirStore::make_plain(self, key, layout))
     }
 
     fn plain_files(&self) -> bool {

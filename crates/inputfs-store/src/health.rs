@@ -3,13 +3,33 @@
 //! that went away and came back.
 //!
 //! The origin is the source of truth, so an unusable cache directory must slow
-//! a mount down, never stop it, and must come back by itself once it is fixed.
-//! A store is *set up* when `DIR` is a directory and `DIR/inputfs-v1` and its
-//! subdirectories exist. While it is not, every call fails fast with a tier
-//! error, and setting up is tried again at most once per [`RETRY_EVERY`] — a
-//! timestamp check in between, no I/O. A call that fails with `ENOENT` or
-//! `ESTALE` (the root may have been removed, or its network mount vanished)
-//! makes the next call set up again.
+//! a mount down, never stop it, must come back by itself the moment it is
+//! fixed, and must never be taken for unusable while it works. A store is *set
+//! up* when `DIR` is a directory and `DIR/inputfs-v1` and its subdirectories
+//! exist. [`Health`] is the state machine that decides when to set up, written
+//! against the `sync` module so that a shuttle test (`health_model`) explores
+//! its interleavings:
+//!
+//! - Every successful set-up starts a new *generation*. A call runs under the
+//!   generation it was admitted in (its [`Ticket`]). A failure only counts
+//!   against the store if its call was admitted in the current generation: a
+//!   call that started before the root was re-created says nothing about the
+//!   new root.
+//! - A counting failure (`ENOENT`, `ESTALE`) takes the store down only if a
+//!   check of the root confirms it: an `ENOENT` below an intact root is a lost
+//!   race (another worker evicted the object) or a miss, not "root gone".
+//! - A store that is down sets itself up again on the very next call — no
+//!   timer — so a re-created root is usable at once. One set-up runs at a
+//!   time; a call arriving meanwhile waits for the outcome of a set-up that
+//!   started after it arrived (one that looked at the directory before the
+//!   call began does not answer it), for at most [`SETUP_PATIENCE`]: a set-up
+//!   slower than that means a hung network mount, and calls then fail fast (no
+//!   thread piles up behind it) until it returns.
+//!
+//! A call the store answers "unusable" is *refused*; each refusal is counted
+//! and logged at debug level (target `inputfs_store::refused`) with the
+//! monotonic-clock span of the call (`setup`), so a test can prove no call was
+//! refused while the directory was there.
 //!
 //! Setting up never creates `DIR`, and creates the root only while `DIR` is on
 //! the device it was on when first seen: a network mount that vanished leaves
@@ -18,192 +38,255 @@
 //! used wherever it is, since a remounted network filesystem may come back with
 //! a new device number.
 
-use std::fs;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::dir::DirStore;
-use crate::error::{StoreError, errno};
-use crate::fsutil::ensure_dir;
+use crate::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::{Condvar, Mutex, MutexGuard};
 
-/// How often an unusable store tries to set itself up again.
-pub const RETRY_EVERY: Duration = Duration::from_secs(5);
+/// The longest a call waits for another call's set-up of the store before it
+/// takes the directory for hung and fails fast.
+pub const SETUP_PATIENCE: Duration = Duration::from_secs(2);
 
-/// `dev` before `DIR` was ever seen.
-const UNSEEN: u64 = u64::MAX;
+/// The generation a call was admitted in, handed back when it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ticket(u64);
 
-/// Whether a store is set up, and when it may next try to be.
+impl Ticket {
+    /// The set-up generation the call was admitted in (1: the first set-up).
+    pub(crate) fn generation(self) -> u64 {
+        self.0
+    }
+}
+
+/// Whether a store is set up, in which generation, and the set-up in progress.
 #[derive(Debug)]
 pub(crate) struct Health {
-    ready: AtomicBool,
-    /// `st_dev` of `DIR` when first seen as a directory, or [`UNSEEN`].
-    dev: AtomicU64,
-    /// Milliseconds since `epoch` before which no setup is tried.
-    next_try_ms: AtomicU64,
-    retry_ms: AtomicU64,
-    epoch: Instant,
-    /// Why the last setup failed, for the fail-fast errors.
-    last_error: Mutex<String>,
+    /// `generation << 1 | ready`. The generation counts successful set-ups
+    /// (0: never set up); `ready` is cleared when a check confirms the root is
+    /// gone. Read alone on the happy path: one atomic load per call.
+    state: AtomicU64,
+    setup: Mutex<Setup>,
+    finished: Condvar,
+    refused: AtomicU64,
+    /// How long to wait for another call's set-up ([`SETUP_PATIENCE`]).
+    patience: Duration,
 }
 
 impl Default for Health {
     fn default() -> Self {
         Health {
-            ready: AtomicBool::new(false),
-            dev: AtomicU64::new(UNSEEN),
-            next_try_ms: AtomicU64::new(0),
-            retry_ms: AtomicU64::new(millis(RETRY_EVERY)),
-            epoch: Instant::now(),
-            last_error: Mutex::new(String::new()),
+            state: AtomicU64::new(0),
+            setup: Mutex::default(),
+            finished: Condvar::new(),
+            refused: AtomicU64::new(0),
+            patience: SETUP_PATIENCE,
         }
     }
+}
+
+#[derive(Debug, Default)]
+struct Setup {
+    running: bool,
+    /// Set-ups started so far; the running one is number `started`.
+    started: u64,
+    /// A waiter gave up on the running set-up: fail fast until it returns.
+    slow: bool,
+    /// Set-ups finished so far (a waiter's way to tell "it is done").
+    finished: u64,
+    /// Why the store is down ("" while it is up).
+    reason: String,
 }
 
 impl Health {
-    fn now_ms(&self) -> u64 {
-        millis(self.epoch.elapsed())
+    fn lock(&self) -> MutexGuard<'_, Setup> {
+        self.setup.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
+    /// Whether the store is set up (its last set-up worked and no confirmed
+    /// failure since).
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ticket().is_some()
+    }
 
-impl DirStore {
-    /// Like [`open`](Self::open), but never fails: if the store cannot be set
-    /// up now (`dir` missing, not writable, ...), it is returned anyway with the
-    /// reason, fails its calls fast, and sets itself up as soon as it can (see
-    /// the `health` module). For a shared cache, whose absence must not stop a
-    /// mount.
-    pub fn open_lenient(dir: &Path, name: &str) -> (DirStore, Option<StoreError>) {
-        let store = DirStore::unready(dir, name);
-        match store.set_up() {
-            Ok(_) => (store, None),
-            Err(e) => {
-                let health = store.health();
-                let next = health
-                    .now_ms()
-                    .saturating_add(health.retry_ms.load(Ordering::Relaxed));
-                health.next_try_ms.store(next, Ordering::Relaxed);
-                *health.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
-                (store, Some(e))
+    /// Calls refused as unusable so far (this call's own set-up failed, the
+    /// one it waited for did, or a set-up hangs).
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// The ticket of a call admitted now, if the store is set up.
+    fn ticket(&self) -> Option<Ticket> {
+        let state = self.state.load(Ordering::Acquire);
+        (state & 1 == 1).then_some(Ticket(state >> 1))
+    }
+
+    /// Admit a call: at once when the store is set up; otherwise after a
+    /// set-up (`set_up`, run by one caller at a time) that started after this
+    /// call arrived. `Err` is why the store is unusable (the call is refused:
+    /// it must not touch the directory).
+    pub(crate) fn enter(
+        &self,
+        set_up: impl FnOnce() -> Result<(), String>,
+    ) -> Result<Ticket, String> {
+        if let Some(ticket) = self.ticket() {
+            return Ok(ticket);
+        }
+        let mut setup = self.lock();
+        let arrived = setup.started;
+        loop {
+            if let Some(ticket) = self.ticket() {
+                return Ok(ticket);
             }
-        }
-    }
-
-    /// Try to set an unusable store up again at most this often (default
-    /// [`RETRY_EVERY`]).
-    pub fn with_retry_interval(self, every: Duration) -> Self {
-        let health = self.health();
-        health.retry_ms.store(millis(every), Ordering::Relaxed);
-        let next = health.now_ms().saturating_add(millis(every));
-        health.next_try_ms.fetch_min(next, Ordering::Relaxed);
-        self
-    }
-
-    /// Whether the store is set up (its last setup worked and no call since
-    /// suggested the root is gone).
-    pub fn is_usable(&self) -> bool {
-        self.health().ready.load(Ordering::Acquire)
-    }
-
-    /// Check that `DIR` is a directory and create the root and its
-    /// subdirectories if missing (the root only on `DIR`'s first device).
-    /// Returns whether the root had to be created.
-    pub(crate) fn set_up(&self) -> Result<bool, StoreError> {
-        let dir = self.dir();
-        let meta = match fs::metadata(dir) {
-            Ok(m) if m.is_dir() => m,
-            Ok(_) => {
-                return Err(StoreError::NotADirectory {
-                    path: dir.to_path_buf(),
-                });
+            if !setup.running {
+                setup.running = true;
+                setup.started += 1;
+                drop(setup);
+                return self.set_up(set_up);
             }
-            Err(e) => return Err(StoreError::io("open cache directory", dir, e)),
-        };
-        let health = self.health();
-        let first = match health.dev.compare_exchange(
-            UNSEEN,
-            meta.dev(),
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => meta.dev(),
-            Err(seen) => seen,
-        };
-        let had_root = fs::metadata(self.root()).is_ok_and(|m| m.is_dir());
-        if meta.dev() != first && !had_root {
-            return Err(StoreError::OtherDevice {
-                path: dir.to_path_buf(),
-            });
-        }
-        ensure_dir(self.root(), dir)?;
-        for sub in [
-            self.objects_dir(),
-            self.tmp_dir(),
-            self.corrupt_dir(),
-            self.claims_dir(),
-        ] {
-            ensure_dir(sub, dir)?;
-        }
-        health.ready.store(true, Ordering::Release);
-        Ok(!had_root)
-    }
-
-    /// Called before every tier call: Ok when set up; otherwise set up now if
-    /// the retry interval has passed (one caller at a time), else fail fast.
-    pub(crate) fn usable(&self) -> Result<(), StoreError> {
-        let health = self.health();
-        if health.ready.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let now = health.now_ms();
-        let due = health.next_try_ms.load(Ordering::Relaxed);
-        let next = now.saturating_add(health.retry_ms.load(Ordering::Relaxed));
-        let mine = now >= due
-            && health
-                .next_try_ms
-                .compare_exchange(due, next, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok();
-        let last_error = || health.last_error.lock().unwrap_or_else(|p| p.into_inner());
-        if !mine {
-            return Err(StoreError::Unusable {
-                path: self.root().to_path_buf(),
-                reason: last_error().clone(),
-            });
-        }
-        // Not under the lock: on a hung network mount this may take long, and
-        // every other call must keep failing fast meanwhile.
-        let result = self.set_up();
-        let mut last = last_error();
-        match result {
-            Ok(created) => {
-                if created || !last.is_empty() {
-                    tracing::info!(tier = self.name_str(), root = %self.root().display(),
-                        created, "cache directory usable again");
+            if setup.slow {
+                return Err(self.refuse(format!(
+                    "setting the cache directory up takes longer than {:?} (a hung mount?)",
+                    self.patience
+                )));
+            }
+            // Wait for the running set-up (number `setup.started`).
+            let (running, finished) = (setup.started, setup.finished);
+            while setup.finished == finished && !setup.slow {
+                let (next, timeout) = self
+                    .finished
+                    .wait_timeout(setup, self.patience)
+                    .unwrap_or_else(|p| p.into_inner());
+                setup = next;
+                if timeout.timed_out() && setup.finished == finished {
+                    setup.slow = true;
                 }
-                last.clear();
-                Ok(())
             }
-            Err(e) => {
-                *last = e.to_string();
-                Err(e)
+            if running > arrived && setup.finished != finished {
+                return match self.ticket() {
+                    Some(ticket) => Ok(ticket),
+                    None => Err(self.refuse(setup.reason.clone())),
+                };
             }
+            // It began before this call did, or it hangs: look again.
         }
     }
 
-    /// A call failed with `e`: if that may mean the root or `DIR` went away,
-    /// make the next call set the store up again.
-    pub(crate) fn note_failure(&self, e: &StoreError) {
-        if e.io_error()
-            .is_some_and(|io| matches!(errno(io), libc::ENOENT | libc::ESTALE))
-        {
-            let health = self.health();
-            *health.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
-            health.ready.store(false, Ordering::Release);
+    /// Run `set_up` (this call owns the running set-up) and publish its outcome.
+    fn set_up(&self, set_up: impl FnOnce() -> Result<(), String>) -> Result<Ticket, String> {
+        // Not under the lock: on a hung network mount this may take long, and
+        // every other call must be answered meanwhile.
+        let result = set_up();
+        let mut setup = self.lock();
+        setup.running = false;
+        setup.slow = false;
+        setup.finished += 1;
+        let admitted = match result {
+            Ok(()) => {
+                // Only a set-up changes the generation, and one runs at a time.
+                let generation = (self.state.load(Ordering::Acquire) >> 1) + 1;
+                self.state.store((generation << 1) | 1, Ordering::Release);
+                setup.reason.clear();
+                Ok(Ticket(generation))
+            }
+            Err(reason) => {
+                setup.reason.clone_from(&reason);
+                Err(self.refuse(reason))
+            }
+        };
+        drop(setup);
+        self.finished.notify_all();
+        admitted
+    }
+
+    fn refuse(&self, reason: String) -> String {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        reason
+    }
+
+    /// A call admitted with `ticket` failed in a way that may mean the root is
+    /// gone (`ENOENT`, `ESTALE`). It counts only if no set-up happened since
+    /// the call was admitted, and only if `root_gone` (a check of the root)
+    /// confirms it, returning why: then the store is down and the next call
+    /// sets it up again.
+    pub(crate) fn failed(&self, ticket: Ticket, root_gone: impl FnOnce() -> Option<String>) {
+        let current = (ticket.0 << 1) | 1;
+        if self.state.load(Ordering::Acquire) != current {
+            return; // A set-up since, or already down: stale news.
         }
+        let Some(reason) = root_gone() else {
+            return; // The root is there: a lost race or a miss.
+        };
+        let mut setup = self.lock();
+        if self
+            .state
+            .compare_exchange(current, current & !1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            setup.reason = reason;
+        }
+    }
+}
+
+#[cfg(all(test, not(feature = "shuttle")))]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::Health;
+
+    /// A set-up that hangs (a hung network mount): one waiter gives up after
+    /// the patience, later calls are refused at once, and the store is usable
+    /// as soon as the set-up returns.
+    #[test]
+    fn a_hung_set_up_is_waited_for_once_then_refused_fast() {
+        let health = Arc::new(Health {
+            patience: Duration::from_millis(50),
+            ..Health::default()
+        });
+        let (release, hung) = mpsc::channel::<()>();
+        let (started, set_up_running) = mpsc::channel::<()>();
+        let owner = {
+            let health = health.clone();
+            std::thread::spawn(move || {
+                health.enter(|| {
+                    started.send(()).unwrap();
+                    hung.recv().unwrap();
+                    Ok(())
+                })
+            })
+        };
+        set_up_running.recv().unwrap();
+        let e = health.enter(|| panic!("one set-up at a time")).unwrap_err();
+        assert!(e.contains("hung mount"), "{e}");
+        let t = std::time::Instant::now();
+        let e = health.enter(|| panic!("one set-up at a time")).unwrap_err();
+        assert!(e.contains("hung mount"), "{e}");
+        assert!(
+            t.elapsed() < Duration::from_millis(50),
+            "refused without waiting again"
+        );
+        assert_eq!(health.refused(), 2);
+        release.send(()).unwrap();
+        assert!(owner.join().unwrap().is_ok());
+        assert!(health.is_ready());
+        assert!(health.enter(|| panic!("already set up")).is_ok());
+    }
+
+    /// Failures of calls admitted before a set-up are stale; an `ENOENT`
+    /// under an intact root is not "root gone".
+    #[test]
+    fn only_confirmed_failures_of_the_current_generation_count() {
+        let health = Health::default();
+        let old = health.enter(|| Ok(())).unwrap();
+        health.failed(old, || None);
+        assert!(health.is_ready(), "root intact: a lost race");
+        health.failed(old, || Some("root gone".into()));
+        assert!(!health.is_ready());
+        let new = health.enter(|| Ok(())).unwrap();
+        assert_eq!(new.generation(), old.generation() + 1);
+        health.failed(old, || panic!("a stale failure is not even checked"));
+        assert!(health.is_ready());
+        assert_eq!(health.refused(), 0);
     }
 }

@@ -15,8 +15,9 @@
 //! - `claim`: `O_EXCL` claim files that de-duplicate origin fetches across workers.
 //! - `plain`: objects held whole as plain files, for kernel passthrough.
 //! - `sweep`: removing what killed workers left behind (temp files, stale claims).
-//! - `health`: failing fast while the directory is unusable, and setting the
-//!   store up again by itself once it works ([`DirStore::open_lenient`]).
+//! - `health`: the state machine that refuses calls while the directory is
+//!   unusable and sets the store up again the moment it works; `setup` is its
+//!   glue to the directory ([`DirStore::open_lenient`]).
 //! - [`StoreError`]: the crate's one error type.
 //!
 //! The layout is a format other workers and future versions read; it is
@@ -29,14 +30,19 @@ mod exclusive;
 pub mod format;
 mod fsutil;
 mod health;
+#[cfg(all(test, feature = "shuttle"))]
+mod health_model;
 mod plain;
 mod publish;
+mod setup;
 mod sweep;
+mod sync;
 pub mod usage;
 
 pub use dir::{DirStore, ROOT_NAME};
 pub use error::StoreError;
-pub use health::RETRY_EVERY;
+pub use health::SETUP_PATIENCE;
 pub use plain::PLAIN_NAME;
+pub use setup::monotonic_ns;
 pub use sweep::{Strays, Swept};
 pub use usage::{Eviction, Limits, UsageCounters};
