@@ -21,6 +21,7 @@ pub mod metric_names;
 pub mod object;
 pub mod source;
 pub mod store;
+mod sync;
 pub mod testing;
 
 pub use block::{BlockId, BlockLayout};

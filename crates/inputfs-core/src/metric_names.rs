@@ -23,6 +23,8 @@ pub const TIER_CORRUPT_BLOCKS: &str = "inputfs_tier_corrupt_blocks_total";
 pub const TIER_PUBLISHES: &str = "inputfs_tier_publishes_total";
 pub const TIER_PUBLISH_ERRORS: &str = "inputfs_tier_publish_errors_total";
 pub const TIER_PUBLISH_SKIPPED: &str = "inputfs_tier_publish_skipped_total";
+pub const TIER_PUBLISH_RETRIED: &str = "inputfs_tier_publish_retried_total";
+pub const TIER_PUBLISH_DROPPED: &str = "inputfs_tier_publish_dropped_total";
 pub const TIER_DEGRADED: &str = "inputfs_tier_degraded";
 pub const TIER_DEGRADATIONS: &str = "inputfs_tier_degradations_total";
 pub const CLAIM_WAITS: &str = "inputfs_claim_waits_total";
@@ -120,6 +122,18 @@ pub const ALL: &[Metric] = &[
         Counter,
         true,
         "Copies into a tier skipped because its publish slots were busy",
+    ),
+    m(
+        TIER_PUBLISH_RETRIED,
+        Counter,
+        true,
+        "Failed copies into a tier made again once it worked (the block was still in memory)",
+    ),
+    m(
+        TIER_PUBLISH_DROPPED,
+        Counter,
+        true,
+        "Failed copies into a tier never made again (the block had left memory, or the mount ended first)",
     ),
     m(
         TIER_DEGRADED,

@@ -96,6 +96,12 @@ pub struct TierStats {
     pub publishes: std::sync::atomic::AtomicU64,
     pub publish_errors: std::sync::atomic::AtomicU64,
     pub publish_skipped: std::sync::atomic::AtomicU64,
+    /// Failed publishes published again once the tier worked (the block was
+    /// still in memory).
+    pub publish_retried: std::sync::atomic::AtomicU64,
+    /// Failed publishes never retried: the block had left memory, too many
+    /// were waiting, or the mount ended first.
+    pub publish_dropped: std::sync::atomic::AtomicU64,
     /// Origin fetches this worker claimed on this tier.
     pub claims: std::sync::atomic::AtomicU64,
     /// Times this worker waited for another worker's claimed fetch.

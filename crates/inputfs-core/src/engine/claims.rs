@@ -103,22 +103,23 @@ impl Engine {
     /// Try to claim; a tier that fails to answer is treated as not coordinating.
     async fn try_claim(&self, tier: &Arc<Tier>, id: BlockId) -> Claim {
         let ttl = self.config.claim_timeout;
+        let stamp = tier.stamp();
         match self
             .tier_call(tier, "claim", move |s| s.claim(&id, ttl))
             .await
         {
             Ok(Claim::Acquired) => {
-                tier.succeeded(Op::Claim);
+                tier.succeeded(Op::Claim, stamp);
                 tier.stats.claims.fetch_add(1, Ordering::Relaxed);
                 Claim::Acquired
             }
             Ok(other) => {
-                tier.succeeded(Op::Claim);
+                tier.succeeded(Op::Claim, stamp);
                 other
             }
             Err(e) => {
                 tier.stats.errors.fetch_add(1, Ordering::Relaxed);
-                tier.failed(Op::Claim, &e);
+                tier.failed(Op::Claim, stamp, &e);
                 Claim::Unsupported
             }
         }

@@ -20,6 +20,9 @@ mod claims;
 mod plain;
 mod readahead;
 mod stats;
+mod tier_health;
+#[cfg(all(test, feature = "shuttle"))]
+mod tier_health_model;
 mod tiers;
 mod warm;
 
@@ -155,9 +158,13 @@ impl Engine {
             // cache was full, and the reader then loaded them again from disk.
             .eviction_policy(moka::policy::EvictionPolicy::lru())
             .build();
+        let background = TaskTracker::new();
         let tiers = tiers
             .into_iter()
-            .map(|store| Arc::new(Tier::new(store, config.publish_slots)))
+            .map(|store| {
+                let (memory, background) = (memory.clone(), background.clone());
+                Arc::new(Tier::new(store, config.publish_slots, memory, background))
+            })
             .collect();
         Ok(Arc::new(Engine {
             source,
@@ -168,7 +175,7 @@ impl Engine {
             config,
             origin: OriginStats::default(),
             memory_stats: MemoryStats::default(),
-            background: TaskTracker::new(),
+            background,
             changed: Default::default(),
             origin_failing: Episode::default(),
         }))
@@ -282,12 +289,20 @@ impl Engine {
     }
 
     /// Wait (bounded) for background publishes to finish, so a clean unmount
-    /// leaves every fetched block in the caches.
+    /// leaves every fetched block in the caches. Failed publishes waiting for
+    /// a tier that works now are retried first; those of a tier still failing
+    /// stay pending (`publish_pending` in the stats).
     pub async fn shutdown(&self, limit: Duration) -> bool {
         self.background.close();
-        let done = tokio::time::timeout(limit, self.background.wait())
-            .await
-            .is_ok();
+        let done = tokio::time::timeout(limit, async {
+            self.background.wait().await;
+            for tier in self.tiers.iter().filter(|t| !t.degraded()) {
+                tier.republish();
+            }
+            self.background.wait().await;
+        })
+        .await
+        .is_ok();
         self.background.reopen();
         done
     }
@@ -328,7 +343,7 @@ impl Engine {
     /// line once the tier works again). Unknown names are ignored.
     pub fn report_tier_error(&self, tier: &str, error: &Error) {
         if let Some(t) = self.tiers.iter().find(|t| t.store.name() == tier) {
-            t.failed(tiers::Op::Outside, error);
+            t.failed(tiers::Op::Outside, t.stamp(), error);
         }
     }
 

@@ -3,17 +3,14 @@
 //! are bounded by a timeout, and every failure is absorbed and counted — a cache
 //! never fails a read, it only stops speeding it up.
 //!
-//! A tier that fails (full, read-only, gone, permission denied) usually fails on
-//! every call until someone fixes it, so the log gets one line per degraded
-//! *episode*, not one per read: the first failure after the tier was healthy is a
-//! warning, later ones are debug, and the first time every kind of call that
-//! failed has succeeded again an info line says the tier recovered and re-arms
-//! the warning. Kinds are tracked apart because a full or read-only directory
-//! still answers lookups: a miss must not count as "recovered" while every
-//! publish still fails, or the log would flap once per block.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+//! Whether the tier is degraded, and so when to warn and when to say it
+//! recovered, is `tier_health`'s state machine: every call is stamped when it
+//! starts and its outcome is judged against that stamp, with no time window.
+//! A publish that fails is not forgotten: the block is remembered (up to
+//! [`PENDING_REPUBLISH`] of them) and published again once the tier works,
+//! if the in-memory cache still holds it; otherwise it is counted as dropped.
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::Semaphore;
@@ -24,6 +21,8 @@ use crate::error::{Error, Result};
 use crate::store::{BlockStore, Lookup, TierStats};
 
 use super::stats::TierSnapshot;
+pub(super) use super::tier_health::Op;
+use super::tier_health::{Stamp, TierHealth, Transition};
 
 /// One tier as the engine holds it.
 pub(super) struct Tier {
@@ -34,112 +33,180 @@ pub(super) struct Tier {
     pub(super) plain_slot: Arc<Semaphore>,
     /// Publishes waiting for a slot (bounded by [`QUEUED_PUBLISHES`]).
     queued: std::sync::atomic::AtomicUsize,
-    /// One bit per kind of call ([`Op`]) whose last attempt failed; non-zero
-    /// means the tier is degraded.
-    failing: AtomicU8,
-    /// When the last degraded episode ended (ms on [`clock_ms`]; 0: never).
-    recovered_at: std::sync::atomic::AtomicU64,
+    /// Degraded or not, judged per call (see `tier_health`).
+    pub(super) health: TierHealth,
+    /// Blocks whose publish failed, to publish again once the tier works.
+    pending: Mutex<Vec<BlockId>>,
+    /// The engine's in-memory cache, where a failed publish's block may
+    /// still be when the tier is back.
+    memory: moka::future::Cache<BlockId, Bytes>,
+    /// The engine's background tasks (publishes run there).
+    background: tokio_util::task::TaskTracker,
 }
 
-/// Failures this soon after a recovery are of calls that started before it
-/// (a directory being re-created while other reads were in flight): they do
-/// not open a new episode, or one condition would log two.
-const AFTER_RECOVERY_MS: u64 = 1_000;
-
-/// Milliseconds since the first call (monotonic).
-fn clock_ms() -> u64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as u64
-        + 1
-}
-
-/// A kind of tier call, for telling when a degraded tier has recovered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Op {
-    Get,
-    Put,
-    Claim,
-    /// A failure found outside the read path (opening the tier at mount); any
-    /// successful call clears it.
-    Outside,
-}
-
-impl Op {
-    fn bit(self) -> u8 {
-        match self {
-            Op::Get => 1,
-            Op::Put => 2,
-            Op::Claim => 4,
-            Op::Outside => 8,
-        }
-    }
-}
+/// Failed publishes remembered for a retry; past this they are dropped (and
+/// counted). Each is a block id: the data is only kept by the memory cache.
+pub(super) const PENDING_REPUBLISH: usize = 4096;
 
 impl Tier {
-    pub(super) fn new(store: Arc<dyn BlockStore>, publish_slots: usize) -> Self {
+    pub(super) fn new(
+        store: Arc<dyn BlockStore>,
+        publish_slots: usize,
+        memory: moka::future::Cache<BlockId, Bytes>,
+        background: tokio_util::task::TaskTracker,
+    ) -> Self {
         Tier {
             store,
             stats: TierStats::default(),
             publish_slots: Arc::new(Semaphore::new(publish_slots)),
             plain_slot: Arc::new(Semaphore::new(1)),
             queued: Default::default(),
-            failing: AtomicU8::new(0),
-            recovered_at: Default::default(),
+            health: TierHealth::default(),
+            pending: Mutex::new(Vec::new()),
+            memory,
+            background,
         }
     }
 
-    /// A call of kind `op` failed. The first failure of an episode is a
-    /// warning, the rest are debug: one line per degraded condition, not one
-    /// per read.
-    pub(super) fn failed(&self, op: Op, e: &Error) {
+    /// Stamp a call about to start (see `tier_health`).
+    pub(super) fn stamp(&self) -> Stamp {
+        self.health.stamp()
+    }
+
+    /// A call of kind `op` stamped `stamp` failed: the first failure of an
+    /// episode is a warning, the rest are debug.
+    pub(super) fn failed(&self, op: Op, stamp: Stamp, e: &Error) {
         let name = self.store.name();
-        let recovered_at = self.recovered_at.load(Ordering::Relaxed);
-        if recovered_at != 0
-            && clock_ms().saturating_sub(recovered_at) < AFTER_RECOVERY_MS
-            && self.failing.load(Ordering::Relaxed) == 0
-        {
-            tracing::debug!(tier = name, ?op, error = %e, "cache tier error just after it recovered");
-            return;
-        }
-        if self.failing.fetch_or(op.bit(), Ordering::AcqRel) == 0 {
-            self.stats.degradations.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(tier = name, error = %e,
-                "cache tier {name} failing; reads fall through to the next tier or the origin");
-        } else {
-            tracing::debug!(tier = name, ?op, error = %e, "cache tier error");
+        match self.health.failed(op, stamp) {
+            Transition::Degraded => {
+                self.stats.degradations.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(tier = name, error = %e,
+                    "cache tier {name} failing; reads fall through to the next tier or the origin");
+            }
+            Transition::Stale => {
+                tracing::debug!(tier = name, ?op, error = %e,
+                    "cache tier error of a call from before it recovered");
+            }
+            Transition::None | Transition::Recovered => {
+                tracing::debug!(tier = name, ?op, error = %e, "cache tier error");
+            }
         }
     }
 
-    /// A call of kind `op` succeeded. When that was the last kind still
-    /// failing, the episode is over: say so, and re-arm the warning. One atomic
-    /// load when the tier is healthy.
-    pub(super) fn succeeded(&self, op: Op) {
-        let bits = op.bit() | Op::Outside.bit();
-        if self.failing.load(Ordering::Relaxed) & bits == 0 {
-            return;
-        }
-        let before = self.failing.fetch_and(!bits, Ordering::AcqRel);
-        if before != 0 && before & !bits == 0 {
-            self.recovered_at.store(clock_ms(), Ordering::Relaxed);
+    /// A call of kind `op` stamped `stamp` succeeded. When that ends the
+    /// episode, say so and publish what failed meanwhile. One atomic load
+    /// when the tier is healthy.
+    pub(super) fn succeeded(self: &Arc<Self>, op: Op, stamp: Stamp) {
+        if self.health.succeeded(op, stamp) == Transition::Recovered {
             let name = self.store.name();
             tracing::info!(tier = name, "cache tier {name} recovered");
+            self.republish();
         }
     }
 
     /// Whether some kind of call to this tier is failing right now.
     pub(super) fn degraded(&self) -> bool {
-        self.failing.load(Ordering::Relaxed) != 0
+        self.health.degraded()
     }
 
     /// A copy of this tier's counters and state.
     pub(super) fn snapshot(&self) -> TierSnapshot {
         TierSnapshot {
             degraded: self.degraded(),
+            publish_pending: self.pending_len(),
             ..TierSnapshot::of(&self.stats)
         }
+    }
+
+    /// The publish of `id` failed: remember it for when the tier works (at
+    /// once if it works now: the failure was of a call from before a
+    /// recovery), or count it dropped if too many are waiting.
+    fn publish_failed(self: &Arc<Self>, id: BlockId) {
+        let kept = self
+            .pending
+            .lock()
+            .map(|mut pending| {
+                let room = pending.len() < PENDING_REPUBLISH;
+                if room {
+                    pending.push(id);
+                }
+                room
+            })
+            .unwrap_or(false);
+        if !kept {
+            self.stats.publish_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        if !self.degraded() {
+            self.republish();
+        }
+    }
+
+    /// Publish again, in the background, every remembered block the memory
+    /// cache still holds; count the others dropped.
+    pub(super) fn republish(self: &Arc<Self>) {
+        let ids = self
+            .pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        if ids.is_empty() {
+            return;
+        }
+        let tier = self.clone();
+        self.background.spawn(async move {
+            for id in ids {
+                match tier.memory.get(&id).await {
+                    Some(data) => {
+                        tier.stats.publish_retried.fetch_add(1, Ordering::Relaxed);
+                        tier.publish(id, data, false);
+                    }
+                    None => {
+                        tier.stats.publish_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Failed publishes remembered and not retried yet.
+    fn pending_len(&self) -> u64 {
+        self.pending.lock().map(|p| p.len()).unwrap_or(0) as u64
+    }
+
+    /// Copy a block into this tier in the background. Skipped when the
+    /// publish slots are busy — unless this worker holds the block's claim
+    /// here: other workers are waiting for exactly this block, so it is
+    /// published (and the claim released) whatever the load.
+    pub(super) fn publish(self: &Arc<Self>, id: BlockId, data: Bytes, holds_claim: bool) {
+        let slot = match self.publish_slots.clone().try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            Err(_) if holds_claim => None,
+            // Busy: wait for a slot in the background, up to a few blocks
+            // (a skipped publish is a block fetched again next time).
+            Err(_) if self.queued.fetch_add(1, Ordering::Relaxed) < QUEUED_PUBLISHES => {
+                let tier = self.clone();
+                self.background.spawn(async move {
+                    let slot = tier.publish_slots.clone().acquire_owned().await.ok();
+                    tier.queued.fetch_sub(1, Ordering::Relaxed);
+                    let background = tier.background.clone();
+                    background.spawn_blocking(move || {
+                        let _slot = slot;
+                        put(&tier, id, &data, holds_claim);
+                    });
+                });
+                return;
+            }
+            Err(_) => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                self.stats.publish_skipped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let tier = self.clone();
+        self.background.spawn_blocking(move || {
+            let _slot = slot;
+            put(&tier, id, &data, holds_claim);
+        });
     }
 }
 
@@ -172,17 +239,18 @@ impl Engine {
     /// of the application's reads.
     pub(super) async fn tier_get(
         &self,
-        tier: &Tier,
+        tier: &Arc<Tier>,
         id: BlockId,
         len: u64,
         count_miss: bool,
     ) -> Option<Bytes> {
+        let stamp = tier.stamp();
         match self
             .tier_call(tier, "lookup", move |s| s.get(&id, len))
             .await
         {
             Ok(Lookup::Hit(data)) => {
-                tier.succeeded(Op::Get);
+                tier.succeeded(Op::Get, stamp);
                 tier.stats.hits.fetch_add(1, Ordering::Relaxed);
                 tier.stats
                     .bytes_read
@@ -190,14 +258,14 @@ impl Engine {
                 Some(data)
             }
             Ok(Lookup::Miss) => {
-                tier.succeeded(Op::Get);
+                tier.succeeded(Op::Get, stamp);
                 if count_miss {
                     tier.stats.misses.fetch_add(1, Ordering::Relaxed);
                 }
                 None
             }
             Ok(Lookup::Corrupt(reason)) => {
-                tier.succeeded(Op::Get);
+                tier.succeeded(Op::Get, stamp);
                 tier.stats.corrupt.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(tier = tier.store.name(), block = id.index, %reason,
                     "corrupt cache block discarded");
@@ -205,46 +273,10 @@ impl Engine {
             }
             Err(e) => {
                 tier.stats.errors.fetch_add(1, Ordering::Relaxed);
-                tier.failed(Op::Get, &e);
+                tier.failed(Op::Get, stamp, &e);
                 None
             }
         }
-    }
-
-    /// Copy a block into a tier in the background. Skipped when the tier's
-    /// publish slots are busy — unless this worker holds the block's claim there:
-    /// other workers are waiting for exactly this block, so it is published (and
-    /// the claim released) whatever the load.
-    pub(super) fn publish(&self, tier: &Arc<Tier>, id: BlockId, data: Bytes, holds_claim: bool) {
-        let slot = match tier.publish_slots.clone().try_acquire_owned() {
-            Ok(slot) => Some(slot),
-            Err(_) if holds_claim => None,
-            // Busy: wait for a slot in the background, up to a few blocks
-            // (a skipped publish is a block fetched again next time).
-            Err(_) if tier.queued.fetch_add(1, Ordering::Relaxed) < QUEUED_PUBLISHES => {
-                let (engine_tier, slots) = (tier.clone(), tier.publish_slots.clone());
-                let background = self.background.clone();
-                self.background.spawn(async move {
-                    let slot = slots.acquire_owned().await.ok();
-                    engine_tier.queued.fetch_sub(1, Ordering::Relaxed);
-                    background.spawn_blocking(move || {
-                        let _slot = slot;
-                        put(&engine_tier, id, &data, holds_claim);
-                    });
-                });
-                return;
-            }
-            Err(_) => {
-                tier.queued.fetch_sub(1, Ordering::Relaxed);
-                tier.stats.publish_skipped.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        };
-        let tier = tier.clone();
-        self.background.spawn_blocking(move || {
-            let _slot = slot;
-            put(&tier, id, &data, holds_claim);
-        });
     }
 }
 
@@ -253,15 +285,17 @@ impl Engine {
 const QUEUED_PUBLISHES: usize = 8;
 
 /// Publish one block now and count it (on the blocking pool).
-fn put(tier: &Tier, id: BlockId, data: &Bytes, holds_claim: bool) {
+fn put(tier: &Arc<Tier>, id: BlockId, data: &Bytes, holds_claim: bool) {
+    let stamp = tier.stamp();
     match tier.store.put(&id, data) {
         Ok(()) => {
-            tier.succeeded(Op::Put);
             tier.stats.publishes.fetch_add(1, Ordering::Relaxed);
+            tier.succeeded(Op::Put, stamp);
         }
         Err(e) => {
-            tier.failed(Op::Put, &e);
             tier.stats.publish_errors.fetch_add(1, Ordering::Relaxed);
+            tier.failed(Op::Put, stamp, &e);
+            tier.publish_failed(id);
         }
     }
     if holds_claim {

@@ -279,7 +279,7 @@ impl Engine {
         trace: Option<&Trace>,
     ) {
         match trace.filter(|t| t.targets.contains(&depth)) {
-            None => self.publish(&self.tiers[depth], id, data, holds_claim),
+            None => self.tiers[depth].publish(id, data, holds_claim),
             Some(trace) => {
                 let result = self.publish_now(depth, id, data, holds_claim).await;
                 if let Ok(mut inner) = trace.inner.lock() {
@@ -309,6 +309,7 @@ impl Engine {
         let tier = &self.tiers[depth];
         // The semaphore is never closed, so acquiring cannot fail.
         let _slot = tier.publish_slots.clone().acquire_owned().await.ok();
+        let stamp = tier.stamp();
         let result = self
             .tier_call(tier, "publish", move |s| {
                 let r = s.put(&id, &data);
@@ -320,11 +321,11 @@ impl Engine {
             .await;
         match &result {
             Ok(()) => {
-                tier.succeeded(Op::Put);
                 tier.stats.publishes.fetch_add(1, Ordering::Relaxed);
+                tier.succeeded(Op::Put, stamp);
             }
             Err(e) => {
-                tier.failed(Op::Put, e);
+                tier.failed(Op::Put, stamp, e);
                 tier.stats.publish_errors.fetch_add(1, Ordering::Relaxed);
             }
         }
