@@ -34,3 +34,17 @@ pub fn cached_blocks(dir: &Path, block_size: u64) -> (usize, u64) {
     }
     (blocks, bytes)
 }
+
+/// A count from the daemon's unmount line `cache tier NAME copies: N made, N
+/// skipped while busy, N retried, N dropped, N pending`.
+pub fn tier_copies(log: &str, tier: &str, what: &str) -> u64 {
+    let prefix = format!("cache tier {tier} copies: ");
+    let line = log
+        .lines()
+        .find_map(|l| l.split_once(&prefix).map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("no `{prefix}` line in the log:\n{log}"));
+    line.split(", ")
+        .find_map(|part| part.strip_suffix(what).map(str::trim))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `N {what}` in {line:?}"))
+}

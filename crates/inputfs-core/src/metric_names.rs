@@ -25,6 +25,7 @@ pub const TIER_PUBLISH_ERRORS: &str = "inputfs_tier_publish_errors_total";
 pub const TIER_PUBLISH_SKIPPED: &str = "inputfs_tier_publish_skipped_total";
 pub const TIER_PUBLISH_RETRIED: &str = "inputfs_tier_publish_retried_total";
 pub const TIER_PUBLISH_DROPPED: &str = "inputfs_tier_publish_dropped_total";
+pub const TIER_PUBLISH_PENDING: &str = "inputfs_tier_publish_pending";
 pub const TIER_DEGRADED: &str = "inputfs_tier_degraded";
 pub const TIER_DEGRADATIONS: &str = "inputfs_tier_degradations_total";
 pub const CLAIM_WAITS: &str = "inputfs_claim_waits_total";
@@ -133,7 +134,13 @@ pub const ALL: &[Metric] = &[
         TIER_PUBLISH_DROPPED,
         Counter,
         true,
-        "Failed copies into a tier never made again (the block had left memory, or the mount ended first)",
+        "Failed or skipped copies into a tier never made again (the block had left memory first)",
+    ),
+    m(
+        TIER_PUBLISH_PENDING,
+        Gauge,
+        true,
+        "Failed or skipped copies into a tier waiting to be made again once it works",
     ),
     m(
         TIER_DEGRADED,

@@ -54,6 +54,7 @@ pub fn run(args: MountArgs) -> Result<()> {
     if !runtime.block_on(engine.shutdown(DRAIN)) {
         tracing::warn!("unmounted before every cache publish finished");
     }
+    engine.report_copies();
     upkeep.stop();
     tracing::info!("unmounted {}", args.mountpoint.display());
     Ok(())

@@ -307,6 +307,24 @@ impl Engine {
         done
     }
 
+    /// Log, per tier, what became of the copies due to it (at unmount): made,
+    /// skipped while busy then retried, never made (the block left memory
+    /// first), or still waiting for a tier that fails. One line per tier,
+    /// `cache tier NAME copies: N made, N skipped while busy, N retried, N
+    /// dropped, N pending`.
+    pub fn report_copies(&self) {
+        for (name, t) in self.stats().tiers {
+            tracing::info!(
+                "cache tier {name} copies: {} made, {} skipped while busy, {} retried, {} dropped, {} pending",
+                t.publishes,
+                t.publish_skipped,
+                t.publish_retried,
+                t.publish_dropped,
+                t.publish_pending
+            );
+        }
+    }
+
     /// [`stats`](Self::stats) with the in-memory cache's size brought up to
     /// date first (it is otherwise updated lazily, as the cache is used).
     pub async fn stats_now(&self) -> StatsSnapshot {

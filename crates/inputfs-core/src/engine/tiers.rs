@@ -6,9 +6,12 @@
 //! Whether the tier is degraded, and so when to warn and when to say it
 //! recovered, is `tier_health`'s state machine: every call is stamped when it
 //! starts and its outcome is judged against that stamp, with no time window.
-//! A publish that fails is not forgotten: the block is remembered (up to
-//! [`PENDING_REPUBLISH`] of them) and published again once the tier works,
-//! if the in-memory cache still holds it; otherwise it is counted as dropped.
+//! A publish that fails, or is skipped because the tier is busy, is not
+//! forgotten: the block is remembered (up to [`PENDING_REPUBLISH`] of them) and
+//! published again from the in-memory cache — all at once when the tier
+//! recovers, one per finished publish while it is busy — or, if the block has
+//! left memory by then, counted as dropped. So every copy due is made,
+//! pending, or counted dropped.
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -120,8 +123,17 @@ impl Tier {
 
     /// The publish of `id` failed: remember it for when the tier works (at
     /// once if it works now: the failure was of a call from before a
-    /// recovery), or count it dropped if too many are waiting.
+    /// recovery).
     fn publish_failed(self: &Arc<Self>, id: BlockId) {
+        self.remember(id);
+        if !self.degraded() {
+            self.republish();
+        }
+    }
+
+    /// Remember `id` for a later publish, or count it dropped if too many are
+    /// waiting.
+    fn remember(&self, id: BlockId) {
         let kept = self
             .pending
             .lock()
@@ -136,18 +148,23 @@ impl Tier {
         if !kept {
             self.stats.publish_dropped.fetch_add(1, Ordering::Relaxed);
         }
-        if !self.degraded() {
-            self.republish();
-        }
     }
 
     /// Publish again, in the background, every remembered block the memory
     /// cache still holds; count the others dropped.
     pub(super) fn republish(self: &Arc<Self>) {
-        let ids = self
+        self.republish_up_to(usize::MAX);
+    }
+
+    /// [`republish`](Self::republish) for the `n` oldest remembered blocks.
+    fn republish_up_to(self: &Arc<Self>, n: usize) {
+        let ids: Vec<BlockId> = self
             .pending
             .lock()
-            .map(|mut p| std::mem::take(&mut *p))
+            .map(|mut p| {
+                let n = n.min(p.len());
+                p.drain(..n).collect()
+            })
             .unwrap_or_default();
         if ids.is_empty() {
             return;
@@ -199,6 +216,7 @@ impl Tier {
             Err(_) => {
                 self.queued.fetch_sub(1, Ordering::Relaxed);
                 self.stats.publish_skipped.fetch_add(1, Ordering::Relaxed);
+                self.remember(id);
                 return;
             }
         };
@@ -291,6 +309,10 @@ fn put(tier: &Arc<Tier>, id: BlockId, data: &Bytes, holds_claim: bool) {
         Ok(()) => {
             tier.stats.publishes.fetch_add(1, Ordering::Relaxed);
             tier.succeeded(Op::Put, stamp);
+            // A slot is about to free: one remembered block may take it.
+            if !tier.degraded() {
+                tier.republish_up_to(1);
+            }
         }
         Err(e) => {
             tier.stats.publish_errors.fetch_add(1, Ordering::Relaxed);
