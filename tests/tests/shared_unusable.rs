@@ -6,23 +6,30 @@
 //! unusable directory at mount time into a one-line error instead.
 //!
 //! The small and read-only filesystems are real tmpfs mounts (the tests run as
-//! root); each is unmounted by a guard, also when a test panics.
+//! root); each is unmounted by a guard, also when a test panics. The tests of
+//! this binary run one at a time (`SERIAL`): one of them depends on which
+//! device number a new tmpfs gets, and a tmpfs mounted or unmounted by a test
+//! running beside it would take or free one.
+//!
+//! No test waits for a retry timer: a store that is down sets itself up on the
+//! first call after the directory works, so the next read after a fix uses it.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use inputfs_tests::cached_blocks;
 use inputfs_tests::mounts::{Mount, is_mounted, run_inputfs};
+use inputfs_tests::scrape::scrape;
 use inputfs_tests::users::{sha256_as, user};
-use inputfs_tests::{S3Server, pattern, sha256_hex};
+use inputfs_tests::{S3Server, cached_blocks, free_port, pattern, sha256_hex};
 
 const BUCKET: &str = "unusable";
 const BLOCK: usize = 256 * 1024;
-/// How long until an unusable store tries again (inputfs_store::RETRY_EVERY),
-/// with a margin.
-const RETRY: Duration = Duration::from_secs(6);
+
+/// Held by every test of this binary for its whole run (see the module docs).
+static SERIAL: Mutex<()> = Mutex::new(());
 
 fn require_root() {
     assert!(
@@ -83,12 +90,17 @@ struct Rig {
     server: S3Server,
     tmp: tempfile::TempDir,
     objects: Vec<(String, Vec<u8>)>,
+    /// The `--metrics-addr` of the rig's mounts.
+    metrics: String,
+    _serial: MutexGuard<'static, ()>,
 }
 
 /// Objects of whole blocks (a short last block could fit where a full one does
 /// not, and make a nearly full cache flap between working and not).
 fn rig(objects: &[(&str, usize)]) -> Rig {
     require_root();
+    // A test that failed while holding it poisoned it; the next may still run.
+    let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let server = S3Server::start();
     server.create_bucket(BUCKET);
     let objects: Vec<(String, Vec<u8>)> = objects
@@ -105,6 +117,8 @@ fn rig(objects: &[(&str, usize)]) -> Rig {
         server,
         tmp,
         objects,
+        metrics: format!("127.0.0.1:{}", free_port()),
+        _serial: serial,
     }
 }
 
@@ -119,7 +133,13 @@ impl Rig {
             format!("--shared-cache={}", shared.display()),
             "--no-local-cache".into(),
             "--block-size=256KiB".into(),
+            format!("--metrics-addr={}", self.metrics),
         ]
+    }
+
+    /// Publishes to the shared tier that failed so far (refused ones too).
+    fn failed_publishes(&self) -> u64 {
+        scrape(&self.metrics).get("inputfs_tier_publish_errors_total{tier=\"shared\"}")
     }
 
     fn mount(&self, shared: &Path) -> Mount {
@@ -173,13 +193,11 @@ fn recoveries(log: &str) -> usize {
         .count()
 }
 
-/// Wait until the shared tier has warned (publishes run in the background),
-/// then give stragglers a moment.
+/// Wait until the shared tier has warned (publishes run in the background).
 fn wait_for_warning(m: &Mount) {
     wait_for("a warning about the shared tier", m, || {
         shared_warnings(&m.stderr()) >= 1
     });
-    std::thread::sleep(Duration::from_millis(500));
 }
 
 /// Read `name`, then wait until its blocks are in `shared` and the log says the
@@ -296,7 +314,8 @@ fn a_vanished_shared_mount_is_never_written_to_until_a_cache_is_back() {
     let listing = || std::fs::read_dir(&fs.dir).unwrap().count();
     assert_eq!(listing(), 0, "wrote into the bare mount point");
     // Another, empty filesystem there (a new device) holds no cache either.
-    // Device numbers of tmpfs are recycled: a bystander takes the freed one.
+    // Device numbers of tmpfs are recycled: a bystander takes the freed one
+    // (no other test of this binary mounts or unmounts meanwhile: `SERIAL`).
     let _bystander = Tmpfs::mount(&r.dir("bystander"), "1m");
     let fs2 = Tmpfs::mount(&fs.dir, "64m");
     assert_ne!(
@@ -304,9 +323,12 @@ fn a_vanished_shared_mount_is_never_written_to_until_a_cache_is_back() {
         first_dev,
         "the new tmpfs got the old device number"
     );
-    std::thread::sleep(RETRY);
+    // Every block of c.bin is published (and refused) before we look.
+    let failed = r.failed_publishes();
     r.read(&m, "c.bin");
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for("c.bin's publishes refused", &m, || {
+        r.failed_publishes() >= failed + r.blocks("c.bin") as u64
+    });
     assert_eq!(
         listing(),
         0,
@@ -320,7 +342,6 @@ fn a_vanished_shared_mount_is_never_written_to_until_a_cache_is_back() {
     );
     // An administrator puts the cache back: it is used again.
     std::fs::create_dir(fs2.dir.join("inputfs-v1")).unwrap();
-    std::thread::sleep(RETRY);
     read_and_see_it_published(&r, &m, &fs2.dir, "d.bin");
     let log = m.stop();
     one_episode(&log);
@@ -360,7 +381,6 @@ fn a_shared_cache_the_worker_may_not_write_is_read_through_until_it_may() {
     // The administrator fixes the permissions: the worker sets the cache up by
     // itself at its next try.
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
-    std::thread::sleep(RETRY);
     read("b.bin");
     wait_for("b.bin published", &m, || {
         cached_blocks(&shared, BLOCK as u64).0 >= 4
@@ -384,7 +404,6 @@ fn a_missing_shared_cache_at_mount_is_a_warning_or_with_require_an_error() {
     assert!(!missing.exists(), "the shared directory itself was created");
     // The network mount shows up later: the tier starts working by itself.
     std::fs::create_dir(&missing).unwrap();
-    std::thread::sleep(RETRY);
     read_and_see_it_published(&r, &m, &missing, "b.bin");
     one_episode(&m.stop());
 
