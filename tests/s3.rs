@@ -46,6 +46,8 @@ struct Counts {
     throttle_gets: AtomicU64,
     /// GetObject requests refused so.
     throttled: AtomicU64,
+    /// GetObject requests answered, by (key, range as requested).
+    by_range: std::sync::Mutex<std::collections::HashMap<(String, String), u64>>,
 }
 
 /// The s3s-fs backend with counters in front.
@@ -70,7 +72,15 @@ impl S3 for Counting {
             return Err(s3s::s3_error!(SlowDown, "Please reduce your request rate."));
         }
         self.counts.gets.fetch_add(1, Ordering::SeqCst);
+        let asked = (req.input.key.clone(), format!("{:?}", req.input.range));
         let resp = self.inner.get_object(req).await?;
+        *self
+            .counts
+            .by_range
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(asked)
+            .or_default() += 1;
         let len = resp.output.content_length.unwrap_or(0).max(0) as u64;
         self.counts.get_bytes.fetch_add(len, Ordering::SeqCst);
         Ok(resp)
@@ -325,6 +335,16 @@ impl S3Server {
     pub fn get_requests(&self) -> u64 {
         self.counts.gets.load(Ordering::SeqCst)
     }
+    /// GetObject requests answered since start or the last reset, counted by
+    /// (key, range as requested): a range fetched more than once is a
+    /// duplicate fetch.
+    pub fn gets_by_range(&self) -> std::collections::HashMap<(String, String), u64> {
+        self.counts
+            .by_range
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
     /// Bytes of object data GetObject served since start or the last reset.
     pub fn get_bytes(&self) -> u64 {
         self.counts.get_bytes.load(Ordering::SeqCst)
@@ -360,6 +380,11 @@ impl S3Server {
         ] {
             c.store(0, Ordering::SeqCst);
         }
+        self.counts
+            .by_range
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// A client for uploads through the S3 API (so s3s-fs records its metadata).

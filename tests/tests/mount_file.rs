@@ -435,4 +435,3 @@ fn manifest_mounts_the_same_tree() {
     let got = std::fs::read(m.path("m/deeper/big.bin")).unwrap();
     assert_eq!(sha256_hex(&got), sha256_hex(&r.files["sub/deeper/big.bin"]));
 }
-

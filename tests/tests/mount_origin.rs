@@ -6,9 +6,9 @@
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use inputfs_tests::{cached_blocks, tier_copies};
 use inputfs_tests::mounts::{Mount, is_mounted, run_inputfs};
 use inputfs_tests::{NginxServer, S3Server, pattern, sha256_hex};
+use inputfs_tests::{cached_blocks, tier_copies};
 
 const BUCKET: &str = "datasets";
 

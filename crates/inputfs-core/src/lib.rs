@@ -30,4 +30,4 @@ pub use episode::{Episode, Throttling};
 pub use error::{Error, Result};
 pub use object::{CacheKey, ObjectId, SourceKind, Version};
 pub use source::{RetryPolicy, Retrying, Source};
-pub use store::{BlockStore, Claim, Lookup, TierStats};
+pub use store::{BlockStore, Claim, Lookup, Placed, TierStats};

@@ -23,6 +23,7 @@ pub const TIER_CORRUPT_BLOCKS: &str = "inputfs_tier_corrupt_blocks_total";
 pub const TIER_PUBLISHES: &str = "inputfs_tier_publishes_total";
 pub const TIER_PUBLISH_ERRORS: &str = "inputfs_tier_publish_errors_total";
 pub const TIER_PUBLISH_SKIPPED: &str = "inputfs_tier_publish_skipped_total";
+pub const TIER_PUBLISH_FOUND: &str = "inputfs_tier_publish_found_total";
 pub const TIER_PUBLISH_RETRIED: &str = "inputfs_tier_publish_retried_total";
 pub const TIER_PUBLISH_DROPPED: &str = "inputfs_tier_publish_dropped_total";
 pub const TIER_PUBLISH_PENDING: &str = "inputfs_tier_publish_pending";
@@ -123,6 +124,12 @@ pub const ALL: &[Metric] = &[
         Counter,
         true,
         "Copies into a tier skipped because its publish slots were busy",
+    ),
+    m(
+        TIER_PUBLISH_FOUND,
+        Counter,
+        true,
+        "Copies into a tier that found the block already there (on a shared tier: a block another worker fetched too)",
     ),
     m(
         TIER_PUBLISH_RETRIED,

@@ -46,8 +46,10 @@ pub trait BlockStore: Send + Sync + 'static {
     fn get(&self, block: &BlockId, expected_len: u64) -> Result<Lookup>;
 
     /// Publish a block atomically. Losing a race to another writer of the same
-    /// block is success: the content is the same by construction.
-    fn put(&self, block: &BlockId, data: &[u8]) -> Result<()>;
+    /// block is success: the content is the same by construction; the answer
+    /// says which it was, so a worker can count the fetches that another
+    /// worker made too.
+    fn put(&self, block: &BlockId, data: &[u8]) -> Result<Placed>;
 
     /// Claim the right to fetch `block` from the origin for `ttl`, so other
     /// workers sharing this tier wait for it instead of fetching it too. A claim
@@ -85,6 +87,15 @@ pub trait BlockStore: Send + Sync + 'static {
     }
 }
 
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// The block is there because of this publish.
+    New,
+    /// The block was already there (another worker published it first).
+    AlreadyThere,
+}
+
 /// Counters the engine keeps for each tier.
 #[derive(Debug, Default)]
 pub struct TierStats {
@@ -96,6 +107,9 @@ pub struct TierStats {
     pub publishes: std::sync::atomic::AtomicU64,
     pub publish_errors: std::sync::atomic::AtomicU64,
     pub publish_skipped: std::sync::atomic::AtomicU64,
+    /// Publishes that found the block already there: on a shared tier, a block
+    /// another worker fetched from the origin too (a duplicate fetch).
+    pub publish_found: std::sync::atomic::AtomicU64,
     /// Failed publishes published again once the tier worked (the block was
     /// still in memory).
     pub publish_retried: std::sync::atomic::AtomicU64,
@@ -121,7 +135,7 @@ impl<T: BlockStore + ?Sized> BlockStore for std::sync::Arc<T> {
     fn get(&self, block: &BlockId, expected_len: u64) -> Result<Lookup> {
         (**self).get(block, expected_len)
     }
-    fn put(&self, block: &BlockId, data: &[u8]) -> Result<()> {
+    fn put(&self, block: &BlockId, data: &[u8]) -> Result<Placed> {
         (**self).put(block, data)
     }
     fn claim(&self, block: &BlockId, ttl: std::time::Duration) -> Result<Claim> {

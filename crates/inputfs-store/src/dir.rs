@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use bytes::Bytes;
-use inputfs_core::store::{Claim, Lookup};
+use inputfs_core::store::{Claim, Lookup, Placed};
 use inputfs_core::{BlockId, BlockStore, CacheKey};
 
 use crate::error::{StoreError, errno};
@@ -304,7 +304,7 @@ impl BlockStore for DirStore {
         self.call(|| self.read_block(block, expected_len))
     }
 
-    fn put(&self, block: &BlockId, data: &[u8]) -> inputfs_core::Result<()> {
+    fn put(&self, block: &BlockId, data: &[u8]) -> inputfs_core::Result<Placed> {
         self.call(|| self.publish(block, data))
     }
 

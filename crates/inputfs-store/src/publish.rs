@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use inputfs_core::BlockId;
+use inputfs_core::store::Placed;
 
 use crate::dir::DirStore;
 use crate::error::{StoreError, errno};
@@ -45,7 +46,7 @@ impl Drop for TempFile {
 
 impl DirStore {
     /// Write `data` as block `id` (see the module docs for how).
-    pub(crate) fn publish(&self, id: &BlockId, data: &[u8]) -> Result<(), StoreError> {
+    pub(crate) fn publish(&self, id: &BlockId, data: &[u8]) -> Result<Placed, StoreError> {
         let final_path = self.block_path(id);
         let object_dir = self.object_dir(&id.key);
         // Journal time of this placement: taken before it starts, so a block
@@ -58,8 +59,10 @@ impl DirStore {
         let tmp = self.write_temp(&header, data)?;
         if self.place(tmp, &final_path, &object_dir, &mut since)? {
             self.record_placed(id, (header.len() + data.len()) as u64, since);
+            Ok(Placed::New)
+        } else {
+            Ok(Placed::AlreadyThere)
         }
-        Ok(())
     }
 
     /// Create a fresh temp file holding `header` + `data`, and close it.
@@ -126,6 +129,12 @@ impl DirStore {
                     }
                     Err(e) => return Err(StoreError::io("link temp file to", final_path, e)),
                 }
+            }
+            // `rename` replaces a block already there without a word: look
+            // first (one `stat`, only where links are unsupported) so a worker
+            // learns it fetched a block another worker had published.
+            if fs::symlink_metadata(final_path).is_ok_and(|m| m.is_file()) {
+                return Ok(false);
             }
             match fs::rename(&tmp.path, final_path) {
                 Ok(()) => {

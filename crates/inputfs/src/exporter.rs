@@ -194,6 +194,7 @@ impl Scrape {
                 (names::TIER_PUBLISHES, t.publishes),
                 (names::TIER_PUBLISH_ERRORS, t.publish_errors),
                 (names::TIER_PUBLISH_SKIPPED, t.publish_skipped),
+                (names::TIER_PUBLISH_FOUND, t.publish_found),
                 (names::TIER_PUBLISH_RETRIED, t.publish_retried),
                 (names::TIER_PUBLISH_DROPPED, t.publish_dropped),
                 (names::TIER_DEGRADATIONS, t.degradations),

@@ -310,13 +310,14 @@ impl Engine {
     /// Log, per tier, what became of the copies due to it (at unmount): made,
     /// skipped while busy then retried, never made (the block left memory
     /// first), or still waiting for a tier that fails. One line per tier,
-    /// `cache tier NAME copies: N made, N skipped while busy, N retried, N
-    /// dropped, N pending`.
+    /// `cache tier NAME copies: N made, N found already there, N skipped
+    /// while busy, N retried, N dropped, N pending` ("made" includes "found").
     pub fn report_copies(&self) {
         for (name, t) in self.stats().tiers {
             tracing::info!(
-                "cache tier {name} copies: {} made, {} skipped while busy, {} retried, {} dropped, {} pending",
+                "cache tier {name} copies: {} made, {} found already there, {} skipped while busy, {} retried, {} dropped, {} pending",
                 t.publishes,
+                t.publish_found,
                 t.publish_skipped,
                 t.publish_retried,
                 t.publish_dropped,

@@ -47,6 +47,7 @@ pub struct TierSnapshot {
     pub publishes: u64,
     pub publish_errors: u64,
     pub publish_skipped: u64,
+    pub publish_found: u64,
     pub publish_retried: u64,
     pub publish_dropped: u64,
     /// Failed publishes waiting for the tier to work again, to be retried.
@@ -74,6 +75,7 @@ impl TierSnapshot {
             publishes: l(&s.publishes),
             publish_errors: l(&s.publish_errors),
             publish_skipped: l(&s.publish_skipped),
+            publish_found: l(&s.publish_found),
             publish_retried: l(&s.publish_retried),
             publish_dropped: l(&s.publish_dropped),
             publish_pending: 0,

@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use super::Engine;
 use crate::block::BlockId;
 use crate::error::{Error, Result};
-use crate::store::{BlockStore, Lookup, TierStats};
+use crate::store::{BlockStore, Lookup, Placed, TierStats};
 
 use super::stats::TierSnapshot;
 pub(super) use super::tier_health::Op;
@@ -306,7 +306,10 @@ const QUEUED_PUBLISHES: usize = 8;
 fn put(tier: &Arc<Tier>, id: BlockId, data: &Bytes, holds_claim: bool) {
     let stamp = tier.stamp();
     match tier.store.put(&id, data) {
-        Ok(()) => {
+        Ok(placed) => {
+            if placed == Placed::AlreadyThere {
+                tier.stats.publish_found.fetch_add(1, Ordering::Relaxed);
+            }
             tier.stats.publishes.fetch_add(1, Ordering::Relaxed);
             tier.succeeded(Op::Put, stamp);
             // A slot is about to free: one remembered block may take it.

@@ -320,7 +320,10 @@ impl Engine {
             })
             .await;
         match &result {
-            Ok(()) => {
+            Ok(placed) => {
+                if *placed == crate::store::Placed::AlreadyThere {
+                    tier.stats.publish_found.fetch_add(1, Ordering::Relaxed);
+                }
                 tier.stats.publishes.fetch_add(1, Ordering::Relaxed);
                 tier.succeeded(Op::Put, stamp);
             }
@@ -329,7 +332,7 @@ impl Engine {
                 tier.stats.publish_errors.fetch_add(1, Ordering::Relaxed);
             }
         }
-        result
+        result.map(drop)
     }
 }
 

@@ -212,7 +212,7 @@ impl<S: BlockStore> BlockStore for FaultyStore<S> {
         self.inner.get(block, expected_len)
     }
 
-    fn put(&self, block: &BlockId, data: &[u8]) -> Result<()> {
+    fn put(&self, block: &BlockId, data: &[u8]) -> Result<crate::store::Placed> {
         self.inject(&self.puts, "put")?;
         self.inner.put(block, data)
     }

@@ -13,6 +13,7 @@ use crate::block::BlockId;
 use crate::error::{Error, Result};
 use crate::object::{ObjectId, SourceKind, Version};
 use crate::source::Source;
+use crate::store::Placed;
 use crate::store::{BlockStore, Claim, Lookup};
 
 /// An origin held in memory that counts what it serves, like a real server's
@@ -162,13 +163,13 @@ impl BlockStore for MemoryStore {
         }
     }
 
-    fn put(&self, block: &BlockId, data: &[u8]) -> Result<()> {
-        self.blocks
-            .lock()
-            .unwrap()
-            .entry(*block)
-            .or_insert_with(|| Bytes::copy_from_slice(data));
-        Ok(())
+    fn put(&self, block: &BlockId, data: &[u8]) -> Result<Placed> {
+        let mut blocks = self.blocks.lock().unwrap();
+        if blocks.contains_key(block) {
+            return Ok(Placed::AlreadyThere);
+        }
+        blocks.insert(*block, Bytes::copy_from_slice(data));
+        Ok(Placed::New)
     }
 
     fn claim(&self, block: &BlockId, ttl: std::time::Duration) -> Result<Claim> {

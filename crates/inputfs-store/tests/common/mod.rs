@@ -31,7 +31,11 @@ impl BlockStore for TestStore {
     fn get(&self, block: &BlockId, expected_len: u64) -> inputfs_core::Result<Lookup> {
         self.store.get(block, expected_len)
     }
-    fn put(&self, block: &BlockId, data: &[u8]) -> inputfs_core::Result<()> {
+    fn put(
+        &self,
+        block: &BlockId,
+        data: &[u8],
+    ) -> inputfs_core::Result<inputfs_core::store::Placed> {
         self.store.put(block, data)
     }
 }
