@@ -28,7 +28,7 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 
-use crate::bins::{free_port, require_binary, wait_for_port};
+use crate::bins::{barrier, free_port, require_binary, wait_for_port};
 
 /// The emulator's well-known account (public, documented by Microsoft).
 pub const ACCOUNT: &str = "devstoreaccount1";
@@ -226,33 +226,10 @@ impl AzuriteServer {
             "/{ACCOUNT}/{BARRIER}{}",
             self.barriers.fetch_add(1, Ordering::SeqCst)
         );
-        let mut conn = TcpStream::connect(self.addr).expect("connect azurite");
-        conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
-        write!(
-            conn,
-            "GET {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
-        )
-        .expect("send the barrier request");
-        let mut response = Vec::new();
-        conn.read_to_end(&mut response)
-            .expect("read the barrier response");
-        assert!(response.starts_with(b"HTTP/1.1 "), "barrier: {response:?}");
-        let path = self.dir.path().join("debug.log");
         // `RequestURL=http://127.0.0.1/ACCOUNT/NAME RequestHeaders:{...}` (no port).
         let logged = format!("{target} RequestHeaders:");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = std::fs::read(&path).unwrap_or_default();
-            if String::from_utf8_lossy(&text).contains(&logged) {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "azurite did not log the barrier {target} within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let log = self.dir.path().join("debug.log");
+        barrier("azurite", self.addr, &target, "HTTP/1.1 ", &log, &logged)
     }
 
     /// GETs that carried a byte range (blob data reads) since start or reset.

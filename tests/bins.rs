@@ -74,3 +74,47 @@ mod tests {
         super::require_binary("inputfs-no-such-server-binary");
     }
 }
+
+/// A server's barrier: send `GET target` to `addr` (a request of the test's own,
+/// answered after every request before it), check the status line starts with
+/// `status`, then wait (at most 10 s) until the server's log at `log` holds
+/// `logged`, and return the log. Counts read from it then cover every request
+/// answered before the barrier.
+pub fn barrier(
+    server: &str,
+    addr: SocketAddr,
+    target: &str,
+    status: &str,
+    log: &std::path::Path,
+    logged: &str,
+) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut conn =
+        TcpStream::connect(addr).unwrap_or_else(|e| panic!("{server} barrier {addr}: {e}"));
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        conn,
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the barrier request");
+    let mut response = Vec::new();
+    conn.read_to_end(&mut response)
+        .expect("read the barrier response");
+    assert!(
+        response.starts_with(status.as_bytes()),
+        "{server} barrier: {}",
+        String::from_utf8_lossy(&response)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read(log).unwrap_or_default();
+        if String::from_utf8_lossy(&text).contains(logged) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{server} did not log the barrier {target} within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

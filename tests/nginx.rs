@@ -15,15 +15,15 @@
 //! locations answer with an error status, for error-mapping tests:
 //! `/__status/{403,404,429,500,503}`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::bins::{free_port, require_binary, wait_for_port};
+use crate::bins::{barrier, free_port, require_binary, wait_for_port};
 
 /// One logged request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,34 +230,15 @@ http {{
             "{BARRIER}?n={}",
             self.barriers.fetch_add(1, Ordering::SeqCst)
         );
-        let mut conn = TcpStream::connect(self.barrier_addr)
-            .unwrap_or_else(|e| panic!("nginx barrier port {}: {e}", self.barrier_addr));
-        conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
-        write!(
-            conn,
-            "GET {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.barrier_addr
+        let log = self.dir.path().join("access.log");
+        barrier(
+            "nginx",
+            self.barrier_addr,
+            &target,
+            "HTTP/1.1 204",
+            &log,
+            &format!("|{target}\n"),
         )
-        .expect("send the barrier request");
-        let mut response = String::new();
-        conn.read_to_string(&mut response)
-            .expect("read the barrier response");
-        assert!(response.starts_with("HTTP/1.1 204"), "barrier: {response}");
-        let path = self.dir.path().join("access.log");
-        let line_end = format!("|{target}\n");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = std::fs::read(&path).unwrap_or_default();
-            if String::from_utf8_lossy(&text).contains(&line_end) {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not log the barrier {target} within 10 s: {}",
-                logs(self.dir.path())
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
     }
 
     /// GET requests since start or the last reset (any status).
