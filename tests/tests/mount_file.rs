@@ -195,8 +195,8 @@ fn a_warm_remount_reads_nothing_from_the_origin() {
     assert_eq!(origin_counts(&addr).1, bytes, "origin bytes cold");
     let log = m.stop(); // drains the publishes into the local cache
     // Every block was due in the local cache: made there, or counted as
-    // dropped (its copy was skipped while the tier was busy and the block
-    // left memory before a retry). A warm remount fetches exactly those.
+    // dropped (its copy was put off while the tier was busy, and the copies
+    // kept for later were at their bound). A warm remount fetches exactly those.
     let dropped = tier_copies(&log, "local", "dropped");
     assert_eq!(tier_copies(&log, "local", "pending"), 0, "{log}");
     let m = r.mount(&[format!("--metrics-addr={addr}")]);

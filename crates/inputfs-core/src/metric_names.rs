@@ -135,13 +135,13 @@ pub const ALL: &[Metric] = &[
         TIER_PUBLISH_RETRIED,
         Counter,
         true,
-        "Failed copies into a tier made again once it worked (the block was still in memory)",
+        "Failed or put-off copies into a tier made later (kept in memory meanwhile)",
     ),
     m(
         TIER_PUBLISH_DROPPED,
         Counter,
         true,
-        "Failed or skipped copies into a tier never made again (the block had left memory first)",
+        "Failed or put-off copies into a tier never made: past the bound on kept copies",
     ),
     m(
         TIER_PUBLISH_PENDING,

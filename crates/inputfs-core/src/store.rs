@@ -110,11 +110,10 @@ pub struct TierStats {
     /// Publishes that found the block already there: on a shared tier, a block
     /// another worker fetched from the origin too (a duplicate fetch).
     pub publish_found: std::sync::atomic::AtomicU64,
-    /// Failed publishes published again once the tier worked (the block was
-    /// still in memory).
+    /// Failed or put-off publishes made later (kept in memory meanwhile).
     pub publish_retried: std::sync::atomic::AtomicU64,
-    /// Failed publishes never retried: the block had left memory, too many
-    /// were waiting, or the mount ended first.
+    /// Failed or put-off publishes never made: the copies kept for later
+    /// were at their bound.
     pub publish_dropped: std::sync::atomic::AtomicU64,
     /// Origin fetches this worker claimed on this tier.
     pub claims: std::sync::atomic::AtomicU64,

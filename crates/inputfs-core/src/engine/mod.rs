@@ -61,6 +61,8 @@ pub struct EngineConfig {
     pub block_size: u64,
     /// Memory for block data in all: three quarters bound data in flight
     /// (loads, readahead), one quarter the in-memory cache of finished blocks.
+    /// Besides it, each tier may keep up to a quarter of it in copies that
+    /// failed or were put off, until they are made (`tiers`).
     pub memory_budget: u64,
     /// Largest readahead window per open file.
     pub max_readahead: u64,
@@ -162,8 +164,13 @@ impl Engine {
         let tiers = tiers
             .into_iter()
             .map(|store| {
-                let (memory, background) = (memory.clone(), background.clone());
-                Arc::new(Tier::new(store, config.publish_slots, memory, background))
+                let pending_cap = config.memory_budget / 4;
+                Arc::new(Tier::new(
+                    store,
+                    config.publish_slots,
+                    pending_cap,
+                    background.clone(),
+                ))
             })
             .collect();
         Ok(Arc::new(Engine {
@@ -308,7 +315,7 @@ impl Engine {
     }
 
     /// Log, per tier, what became of the copies due to it (at unmount): made,
-    /// skipped while busy then retried, never made (the block left memory
+    /// skipped while busy then retried, never made (past the bound on kept copies
     /// first), or still waiting for a tier that fails. One line per tier,
     /// `cache tier NAME copies: N made, N found already there, N skipped
     /// while busy, N retried, N dropped, N pending` ("made" includes "found").

@@ -495,27 +495,28 @@ async fn failed_publishes_are_retried_once_the_tier_works_again() {
 }
 
 #[tokio::test]
-async fn a_failed_publish_whose_block_left_memory_is_counted_dropped() {
+async fn failed_publishes_past_the_kept_bound_are_counted_dropped() {
     let mut config = config();
-    // Room in memory for a few blocks only.
+    // Kept copies are bounded by a quarter of the budget: one block here.
     config.memory_budget = 4 * 64 * KIB;
-    let r = rig_with(16 * 64 * KIB as usize, config);
+    let r = rig_with(8 * 64 * KIB as usize, config);
     let shared = |r: &Rig| r.engine.stats().tier("shared").unwrap();
-    r.shared.fail_puts(1, StoreFault::Errno(libc::EIO));
+    r.shared.fail_puts(2, StoreFault::Errno(libc::EIO));
     read_block(&r, 0).await;
-    assert_eq!(shared(&r).publish_pending, 1);
-    // Push block 0 out of memory: the local tier's publishes still work, and
-    // shared publishes keep the tier degraded until one succeeds.
-    for i in 1..12 {
-        r.check(i * 64 * KIB, 10).await;
-    }
-    r.settle().await;
+    read_block(&r, 1).await;
+    let s = shared(&r);
+    assert_eq!((s.publish_pending, s.publish_dropped), (1, 1), "{s:?}");
+    read_block(&r, 2).await;
     let s = shared(&r);
     assert!(!s.degraded);
-    assert_eq!(s.publish_pending, 0);
     assert_eq!(
-        s.publish_retried + s.publish_dropped,
-        1,
-        "the failed publish is either retried or counted dropped: {s:?}"
+        (s.publish_retried, s.publish_dropped, s.publish_pending),
+        (1, 1, 0),
+        "{s:?}"
+    );
+    assert_eq!(
+        r.shared.inner().len(),
+        2,
+        "blocks 0 (kept) and 2 made; 1 dropped"
     );
 }

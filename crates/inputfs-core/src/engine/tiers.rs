@@ -6,11 +6,12 @@
 //! Whether the tier is degraded, and so when to warn and when to say it
 //! recovered, is `tier_health`'s state machine: every call is stamped when it
 //! starts and its outcome is judged against that stamp, with no time window.
-//! A publish that fails, or is skipped because the tier is busy, is not
-//! forgotten: the block is remembered (up to [`PENDING_REPUBLISH`] of them) and
-//! published again from the in-memory cache — all at once when the tier
-//! recovers, one per finished publish while it is busy — or, if the block has
-//! left memory by then, counted as dropped. So every copy due is made,
+//! A publish that fails, or is put off because the tier is busy, is not
+//! forgotten: the block is kept (its data too: a reference to the same buffer
+//! while the in-memory cache also holds it) and published again — all at once
+//! when the tier recovers, one per finished publish while it is busy. The kept
+//! blocks are bounded in bytes (a quarter of the memory budget, besides it);
+//! past that a copy is dropped, and counted. So every copy due is made,
 //! pending, or counted dropped.
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -38,24 +39,26 @@ pub(super) struct Tier {
     queued: std::sync::atomic::AtomicUsize,
     /// Degraded or not, judged per call (see `tier_health`).
     pub(super) health: TierHealth,
-    /// Blocks whose publish failed, to publish again once the tier works.
-    pending: Mutex<Vec<BlockId>>,
-    /// The engine's in-memory cache, where a failed publish's block may
-    /// still be when the tier is back.
-    memory: moka::future::Cache<BlockId, Bytes>,
+    /// Blocks whose publish failed or was put off, to publish again.
+    pending: Mutex<Pending>,
+    /// Bytes `pending` may hold; past that copies are dropped (counted).
+    pending_cap: u64,
     /// The engine's background tasks (publishes run there).
     background: tokio_util::task::TaskTracker,
 }
 
-/// Failed publishes remembered for a retry; past this they are dropped (and
-/// counted). Each is a block id: the data is only kept by the memory cache.
-pub(super) const PENDING_REPUBLISH: usize = 4096;
+/// Copies waiting to be made, oldest first, and their bytes.
+#[derive(Default)]
+struct Pending {
+    blocks: std::collections::VecDeque<(BlockId, Bytes)>,
+    bytes: u64,
+}
 
 impl Tier {
     pub(super) fn new(
         store: Arc<dyn BlockStore>,
         publish_slots: usize,
-        memory: moka::future::Cache<BlockId, Bytes>,
+        pending_cap: u64,
         background: tokio_util::task::TaskTracker,
     ) -> Self {
         Tier {
@@ -65,8 +68,8 @@ impl Tier {
             plain_slot: Arc::new(Semaphore::new(1)),
             queued: Default::default(),
             health: TierHealth::default(),
-            pending: Mutex::new(Vec::new()),
-            memory,
+            pending: Mutex::default(),
+            pending_cap,
             background,
         }
     }
@@ -121,26 +124,28 @@ impl Tier {
         }
     }
 
-    /// The publish of `id` failed: remember it for when the tier works (at
-    /// once if it works now: the failure was of a call from before a
+    /// The publish of `id` failed: keep it for when the tier works (and retry
+    /// at once if it works now: the failure was of a call from before a
     /// recovery).
-    fn publish_failed(self: &Arc<Self>, id: BlockId) {
-        self.remember(id);
+    fn publish_failed(self: &Arc<Self>, id: BlockId, data: Bytes) {
+        self.keep(id, data);
         if !self.degraded() {
             self.republish();
         }
     }
 
-    /// Remember `id` for a later publish, or count it dropped if too many are
-    /// waiting.
-    fn remember(&self, id: BlockId) {
+    /// Keep a copy to make later, or count it dropped if the kept copies
+    /// would pass their bound.
+    fn keep(&self, id: BlockId, data: Bytes) {
+        let len = data.len() as u64;
         let kept = self
             .pending
             .lock()
             .map(|mut pending| {
-                let room = pending.len() < PENDING_REPUBLISH;
+                let room = pending.bytes + len <= self.pending_cap;
                 if room {
-                    pending.push(id);
+                    pending.bytes += len;
+                    pending.blocks.push_back((id, data));
                 }
                 room
             })
@@ -150,44 +155,32 @@ impl Tier {
         }
     }
 
-    /// Publish again, in the background, every remembered block the memory
-    /// cache still holds; count the others dropped.
+    /// Publish every kept copy again (in the background).
     pub(super) fn republish(self: &Arc<Self>) {
         self.republish_up_to(usize::MAX);
     }
 
-    /// [`republish`](Self::republish) for the `n` oldest remembered blocks.
+    /// [`republish`](Self::republish) for the `n` oldest kept copies.
     fn republish_up_to(self: &Arc<Self>, n: usize) {
-        let ids: Vec<BlockId> = self
+        let copies: Vec<(BlockId, Bytes)> = self
             .pending
             .lock()
-            .map(|mut p| {
-                let n = n.min(p.len());
-                p.drain(..n).collect()
+            .map(|mut pending| {
+                let n = n.min(pending.blocks.len());
+                let taken: Vec<_> = pending.blocks.drain(..n).collect();
+                pending.bytes -= taken.iter().map(|(_, d)| d.len() as u64).sum::<u64>();
+                taken
             })
             .unwrap_or_default();
-        if ids.is_empty() {
-            return;
+        for (id, data) in copies {
+            self.stats.publish_retried.fetch_add(1, Ordering::Relaxed);
+            self.publish(id, data, false);
         }
-        let tier = self.clone();
-        self.background.spawn(async move {
-            for id in ids {
-                match tier.memory.get(&id).await {
-                    Some(data) => {
-                        tier.stats.publish_retried.fetch_add(1, Ordering::Relaxed);
-                        tier.publish(id, data, false);
-                    }
-                    None => {
-                        tier.stats.publish_dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        });
     }
 
-    /// Failed publishes remembered and not retried yet.
+    /// Copies kept and not made yet.
     fn pending_len(&self) -> u64 {
-        self.pending.lock().map(|p| p.len()).unwrap_or(0) as u64
+        self.pending.lock().map(|p| p.blocks.len()).unwrap_or(0) as u64
     }
 
     /// Copy a block into this tier in the background. Skipped when the
@@ -216,7 +209,7 @@ impl Tier {
             Err(_) => {
                 self.queued.fetch_sub(1, Ordering::Relaxed);
                 self.stats.publish_skipped.fetch_add(1, Ordering::Relaxed);
-                self.remember(id);
+                self.keep(id, data);
                 return;
             }
         };
@@ -320,7 +313,7 @@ fn put(tier: &Arc<Tier>, id: BlockId, data: &Bytes, holds_claim: bool) {
         Err(e) => {
             tier.stats.publish_errors.fetch_add(1, Ordering::Relaxed);
             tier.failed(Op::Put, stamp, &e);
-            tier.publish_failed(id);
+            tier.publish_failed(id, data.clone());
         }
     }
     if holds_claim {
