@@ -66,15 +66,6 @@ pub fn stop_child(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    #[should_panic(expected = "run scripts/setup")]
-    fn missing_binary_fails_with_the_fix() {
-        super::require_binary("inputfs-no-such-server-binary");
-    }
-}
-
 /// A server's barrier: send `GET target` to `addr` (a request of the test's own,
 /// answered after every request before it), check the status line starts with
 /// `status`, then wait (at most 10 s) until the server's log at `log` holds
@@ -116,5 +107,14 @@ pub fn barrier(
             "{server} did not log the barrier {target} within 10 s"
         );
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[should_panic(expected = "run scripts/setup")]
+    fn missing_binary_fails_with_the_fix() {
+        super::require_binary("inputfs-no-such-server-binary");
     }
 }
