@@ -77,7 +77,7 @@ pub(crate) fn take(path: &Path, magic: &str, ttl: Duration) -> io::Result<Taken>
                     ttl,
                 }));
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match state(path, magic, ttl) {
+            Err(e) if fsutil::already_exists(&e, path) => match state(path, magic, ttl) {
                 State::Live => return Ok(Taken::Held),
                 State::Gone => {}
                 State::Expired => {

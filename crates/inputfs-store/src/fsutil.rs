@@ -164,3 +164,13 @@ pub fn remove_files_where(dir: &Path, doomed: impl Fn(&str, std::time::Duration)
         .filter(|e| fs::remove_file(e.path()).is_ok())
         .count()
 }
+
+/// Whether a failed exclusive create or `link` of `path` means "already
+/// exists". sshfs answers `EPERM` where the server said `EEXIST` (SFTP has one
+/// generic failure code, which sshfs maps to `EPERM`) unless the kernel saw
+/// the file first, so an `EPERM` with `path` now present is taken for
+/// `EEXIST`; one with nothing there stays a refusal.
+pub fn already_exists(e: &io::Error, path: &Path) -> bool {
+    e.kind() == io::ErrorKind::AlreadyExists
+        || (e.raw_os_error() == Some(libc::EPERM) && fs::symlink_metadata(path).is_ok())
+}

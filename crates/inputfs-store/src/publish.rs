@@ -81,7 +81,7 @@ impl DirStore {
                 Ok(f) => break (f, TempFile { path, armed: true }),
                 // A name clash (pid reuse in another container with our host
                 // name?): draw another name.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 4 => {}
+                Err(e) if fsutil::already_exists(&e, &path) && attempts < 4 => {}
                 // `tmp/` was removed (by hand or by a cleanup): make it again, once.
                 Err(e) if e.kind() == io::ErrorKind::NotFound && !recreated_tmp => {
                     recreated_tmp = true;
@@ -115,7 +115,7 @@ impl DirStore {
             if !self.no_links.load(Ordering::Relaxed) {
                 match fs::hard_link(&tmp.path, final_path) {
                     Ok(()) => return Ok(true), // the guard unlinks the temp name
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+                    Err(e) if fsutil::already_exists(&e, final_path) => return Ok(false),
                     Err(e) if links_unsupported(&e) => {
                         if !self.no_links.swap(true, Ordering::Relaxed) {
                             tracing::info!(root = %self.root().display(), error = %e,
