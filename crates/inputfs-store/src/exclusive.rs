@@ -53,8 +53,11 @@ pub(crate) enum State {
 /// Try to take `path` for `ttl`. Errors are the filesystem's (ENOENT for a
 /// missing directory included); the caller decides what they mean.
 pub(crate) fn take(path: &Path, magic: &str, ttl: Duration) -> io::Result<Taken> {
-    // Two rounds: an expired file removed in round one is taken in round two.
-    for _ in 0..2 {
+    // Two rounds: an expired file removed in round one is taken in round two;
+    // so is one whose holder released it between our create and our look (on
+    // sshfs that lost race reads EPERM with nothing there: see
+    // `fsutil::already_exists`).
+    for round in 0..2 {
         let line = line(magic, ttl);
         match OpenOptions::new()
             .write(true)
@@ -76,6 +79,9 @@ pub(crate) fn take(path: &Path, magic: &str, ttl: Duration) -> io::Result<Taken>
                     at: std::time::Instant::now(),
                     ttl,
                 }));
+            }
+            Err(e)
+                if round == 0 && fsutil::maybe_raced(&e) && fs::symlink_metadata(path).is_err() => {
             }
             Err(e) if fsutil::already_exists(&e, path) => match state(path, magic, ttl) {
                 State::Live => return Ok(Taken::Held),

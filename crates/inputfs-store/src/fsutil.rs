@@ -172,5 +172,11 @@ pub fn remove_files_where(dir: &Path, doomed: impl Fn(&str, std::time::Duration)
 /// `EEXIST`; one with nothing there stays a refusal.
 pub fn already_exists(e: &io::Error, path: &Path) -> bool {
     e.kind() == io::ErrorKind::AlreadyExists
-        || (e.raw_os_error() == Some(libc::EPERM) && fs::symlink_metadata(path).is_ok())
+        || (maybe_raced(e) && fs::symlink_metadata(path).is_ok())
+}
+
+/// Whether `e` may be sshfs's `EPERM` for a name that existed (and may be
+/// gone again by the time we look): worth one more try before it counts.
+pub fn maybe_raced(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EPERM)
 }

@@ -116,6 +116,9 @@ impl DirStore {
                 match fs::hard_link(&tmp.path, final_path) {
                     Ok(()) => return Ok(true), // the guard unlinks the temp name
                     Err(e) if fsutil::already_exists(&e, final_path) => return Ok(false),
+                    // sshfs: EPERM for a block linked by another worker and
+                    // evicted again before we looked; one more try.
+                    Err(e) if retry && fsutil::maybe_raced(&e) => continue,
                     Err(e) if links_unsupported(&e) => {
                         if !self.no_links.swap(true, Ordering::Relaxed) {
                             tracing::info!(root = %self.root().display(), error = %e,
