@@ -297,13 +297,13 @@ impl Engine {
 
     /// Wait (bounded) for background publishes to finish, so a clean unmount
     /// leaves every fetched block in the caches. Failed publishes waiting for
-    /// a tier that works now are retried first; those of a tier still failing
-    /// stay pending (`publish_pending` in the stats).
+    /// a tier whose publishes work now are retried first; those of a tier
+    /// still failing stay pending (`publish_pending` in the stats).
     pub async fn shutdown(&self, limit: Duration) -> bool {
         self.background.close();
         let done = tokio::time::timeout(limit, async {
             self.background.wait().await;
-            for tier in self.tiers.iter().filter(|t| !t.degraded()) {
+            for tier in self.tiers.iter().filter(|t| t.publishes_work()) {
                 tier.republish();
             }
             self.background.wait().await;

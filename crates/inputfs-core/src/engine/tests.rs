@@ -494,6 +494,29 @@ async fn failed_publishes_are_retried_once_the_tier_works_again() {
     assert_eq!(r.origin.inner().requests(), before);
 }
 
+/// A flapping tier (a directory removed again and again under slow calls)
+/// may stay degraded for long because some kind of call keeps failing; kept
+/// copies must not wait for that: they are made as soon as publishes work.
+#[tokio::test]
+async fn kept_copies_are_made_once_publishes_work_while_lookups_still_fail() {
+    let r = rig(8 * 64 * KIB as usize);
+    let shared = |r: &Rig| r.engine.stats().tier("shared").unwrap();
+    r.shared.fail_gets(1000, StoreFault::Errno(libc::EIO));
+    r.shared.fail_puts(2, StoreFault::Errno(libc::EIO));
+    read_block(&r, 0).await;
+    read_block(&r, 1).await;
+    assert_eq!(shared(&r).publish_pending, 2);
+    read_block(&r, 2).await;
+    let s = shared(&r);
+    assert!(s.degraded, "lookups still fail: {s:?}");
+    assert_eq!(
+        (s.publishes, s.publish_retried, s.publish_pending),
+        (3, 2, 0),
+        "{s:?}"
+    );
+    assert_eq!(r.shared.inner().len(), 3, "every block reached the tier");
+}
+
 #[tokio::test]
 async fn failed_publishes_past_the_kept_bound_are_counted_dropped() {
     let mut config = config();

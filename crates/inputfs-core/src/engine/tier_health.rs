@@ -84,6 +84,12 @@ impl TierHealth {
         self.word.load(Ordering::Acquire) & KINDS != 0
     }
 
+    /// Whether calls of kind `op` are failing right now (publishes may work
+    /// while lookups of a just re-created directory have not been seen to).
+    pub(crate) fn failing(&self, op: Op) -> bool {
+        self.word.load(Ordering::Acquire) & op.bit() != 0
+    }
+
     /// A call of kind `op`, stamped `stamp`, failed.
     pub(crate) fn failed(&self, op: Op, stamp: Stamp) -> Transition {
         let mut word = self.word.load(Ordering::Acquire);
@@ -162,7 +168,9 @@ mod tests {
             "Get was not failing"
         );
         assert!(h.degraded(), "publishes still fail");
+        assert!(h.failing(Op::Put) && !h.failing(Op::Get));
         assert_eq!(h.succeeded(Op::Put, after), Transition::Recovered);
+        assert!(!h.failing(Op::Put));
         assert!(!h.degraded());
         // A failure of a call from before the recovery opens nothing...
         assert_eq!(h.failed(Op::Put, s), Transition::Stale);

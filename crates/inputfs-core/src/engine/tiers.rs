@@ -9,10 +9,16 @@
 //! A publish that fails, or is put off because the tier is busy, is not
 //! forgotten: the block is kept (its data too: a reference to the same buffer
 //! while the in-memory cache also holds it) and published again — all at once
-//! when the tier recovers, one per finished publish while it is busy. The kept
+//! when the tier recovers, and as many as there are free publish slots after
+//! each publish that worked. The latter matters on a tier that flaps (a
+//! directory taken away every second or two under slow network calls): its
+//! episode may not end for many removals, because some kind of call keeps
+//! failing, yet publishes work between removals, and copies kept until the
+//! whole tier recovered would pass their bound and be dropped. The kept
 //! blocks are bounded in bytes (a quarter of the memory budget, besides it);
-//! past that a copy is dropped, and counted. So every copy due is made,
-//! pending, or counted dropped.
+//! past that a copy is dropped, and counted. A block is kept once however
+//! often it is due meanwhile. So every copy due is made, pending (itself or
+//! an earlier copy of the same block), or counted dropped.
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -129,19 +135,24 @@ impl Tier {
     /// recovery).
     fn publish_failed(self: &Arc<Self>, id: BlockId, data: Bytes) {
         self.keep(id, data);
-        if !self.degraded() {
-            self.republish();
+        if !self.health.failing(Op::Put) {
+            self.republish_some();
         }
     }
 
-    /// Keep a copy to make later, or count it dropped if the kept copies
-    /// would pass their bound.
+    /// Keep a copy to make later (once per block), or count it dropped if
+    /// the kept copies would pass their bound.
     fn keep(&self, id: BlockId, data: Bytes) {
         let len = data.len() as u64;
         let kept = self
             .pending
             .lock()
             .map(|mut pending| {
+                // A block fetched again while its copy waits needs no second
+                // one: the kept copy stands for both.
+                if pending.blocks.iter().any(|(kept, _)| *kept == id) {
+                    return true;
+                }
                 let room = pending.bytes + len <= self.pending_cap;
                 if room {
                     pending.bytes += len;
@@ -158,6 +169,18 @@ impl Tier {
     /// Publish every kept copy again (in the background).
     pub(super) fn republish(self: &Arc<Self>) {
         self.republish_up_to(usize::MAX);
+    }
+
+    /// Publish again as many kept copies as the tier has free publish slots,
+    /// and one more (for the slot of the publish that calls this): publishes
+    /// work now, but the tier may still be busy.
+    fn republish_some(self: &Arc<Self>) {
+        self.republish_up_to(self.publish_slots.available_permits() + 1);
+    }
+
+    /// Whether publishes to this tier work (as far as the last ones tell).
+    pub(super) fn publishes_work(&self) -> bool {
+        !self.health.failing(Op::Put)
     }
 
     /// [`republish`](Self::republish) for the `n` oldest kept copies.
@@ -305,9 +328,10 @@ fn put(tier: &Arc<Tier>, id: BlockId, data: &Bytes, holds_claim: bool) {
             }
             tier.stats.publishes.fetch_add(1, Ordering::Relaxed);
             tier.succeeded(Op::Put, stamp);
-            // A slot is about to free: one remembered block may take it.
-            if !tier.degraded() {
-                tier.republish_up_to(1);
+            // Publishes work (whatever other kinds of call do) and a slot is
+            // about to free: kept copies may take the free ones.
+            if tier.publishes_work() {
+                tier.republish_some();
             }
         }
         Err(e) => {
