@@ -94,6 +94,10 @@ pub enum Placed {
     New,
     /// The block was already there (another worker published it first).
     AlreadyThere,
+    /// Its object was evicted (by another worker's sweep) while the block was
+    /// placed, twice in a row: the same as placing it just before the
+    /// eviction, so a copy made, but there is nothing to account for.
+    Evicted,
 }
 
 /// Counters the engine keeps for each tier.

@@ -57,12 +57,17 @@ impl DirStore {
         ensure_dir(&object_dir, self.root())?;
         let header = format::encode_header(&id.key, id.index, data);
         let tmp = self.write_temp(&header, data)?;
-        if self.place(tmp, &final_path, &object_dir, &mut since)? {
+        let parts = Parts {
+            final_path: &final_path,
+            object_dir: &object_dir,
+            header: &header,
+            data,
+        };
+        let placed = self.place(tmp, &parts, &mut since)?;
+        if placed == Placed::New {
             self.record_placed(id, (header.len() + data.len()) as u64, since);
-            Ok(Placed::New)
-        } else {
-            Ok(Placed::AlreadyThere)
         }
+        Ok(placed)
     }
 
     /// Create a fresh temp file holding `header` + `data`, and close it.
@@ -100,22 +105,28 @@ impl DirStore {
     }
 
     /// Move the closed temp file to `final_path`: link (or rename), treating
-    /// "already there" as success. Retries once if the object's directory
-    /// vanished in between (eviction by another worker). Returns whether this
-    /// call placed the file (rather than finding it there).
+    /// "already there" as success. Retries once if something vanished in
+    /// between: the object's directory (evicted by another worker) or the
+    /// temp file itself (the cache directory was removed and made again while
+    /// the block was written: on a slow network mount a publish takes long
+    /// enough for that to matter). If the retry finds its object's directory
+    /// gone again while the cache directory is intact, the object was evicted
+    /// under it twice: that is a lost race, not a failing tier.
     fn place(
         &self,
         mut tmp: TempFile,
-        final_path: &Path,
-        object_dir: &Path,
+        parts: &Parts,
         since: &mut u64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Placed, StoreError> {
+        let final_path = parts.final_path;
         for attempt in 0..2 {
             let retry = attempt == 0;
             if !self.no_links.load(Ordering::Relaxed) {
                 match fs::hard_link(&tmp.path, final_path) {
-                    Ok(()) => return Ok(true), // the guard unlinks the temp name
-                    Err(e) if fsutil::already_exists(&e, final_path) => return Ok(false),
+                    Ok(()) => return Ok(Placed::New), // the guard unlinks the temp name
+                    Err(e) if fsutil::already_exists(&e, final_path) => {
+                        return Ok(Placed::AlreadyThere);
+                    }
                     // sshfs: EPERM for a block linked by another worker and
                     // evicted again before we looked; one more try.
                     Err(e) if retry && fsutil::maybe_raced(&e) => continue,
@@ -126,10 +137,10 @@ impl DirStore {
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound && retry => {
-                        *since = crate::usage::now_ms();
-                        ensure_dir(object_dir, self.root())?;
+                        tmp = self.make_again(tmp, parts, since)?;
                         continue;
                     }
+                    Err(e) if self.evicted_under(&e, &tmp) => return Ok(Placed::Evicted),
                     Err(e) => return Err(StoreError::io("link temp file to", final_path, e)),
                 }
             }
@@ -137,22 +148,22 @@ impl DirStore {
             // first (one `stat`, only where links are unsupported) so a worker
             // learns it fetched a block another worker had published.
             if fs::symlink_metadata(final_path).is_ok_and(|m| m.is_file()) {
-                return Ok(false);
+                return Ok(Placed::AlreadyThere);
             }
             match fs::rename(&tmp.path, final_path) {
                 Ok(()) => {
                     tmp.armed = false;
-                    return Ok(true);
+                    return Ok(Placed::New);
                 }
                 // SMB refuses to replace a file another client has open; that
                 // file is this very block, so there is nothing left to do.
                 Err(e) if matches!(errno(&e), libc::EEXIST | libc::EBUSY | libc::EACCES) => {
-                    return Ok(false);
+                    return Ok(Placed::AlreadyThere);
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound && retry => {
-                    *since = crate::usage::now_ms();
-                    ensure_dir(object_dir, self.root())?;
+                    tmp = self.make_again(tmp, parts, since)?;
                 }
+                Err(e) if self.evicted_under(&e, &tmp) => return Ok(Placed::Evicted),
                 Err(e) => return Err(StoreError::io("rename temp file to", final_path, e)),
             }
         }
@@ -161,6 +172,44 @@ impl DirStore {
             final_path,
             io::Error::from(io::ErrorKind::NotFound),
         ))
+    }
+}
+
+/// What a publish places where: kept together so a retry can write the temp
+/// file again.
+struct Parts<'a> {
+    final_path: &'a Path,
+    object_dir: &'a Path,
+    header: &'a [u8],
+    data: &'a [u8],
+}
+
+impl DirStore {
+    /// Whether `e`, the error of the retried placement, is `ENOENT` with the
+    /// temp file and the cache directory intact: the object's directory was
+    /// evicted again.
+    fn evicted_under(&self, e: &io::Error, tmp: &TempFile) -> bool {
+        e.kind() == io::ErrorKind::NotFound
+            && fs::symlink_metadata(&tmp.path).is_ok()
+            && self.missing_dir().is_none()
+    }
+
+    /// Before the one retry of [`place`](Self::place): make the object's
+    /// directory again, and the temp file if it went with a removed cache
+    /// directory. The placement's journal time is taken anew.
+    fn make_again(
+        &self,
+        tmp: TempFile,
+        parts: &Parts,
+        since: &mut u64,
+    ) -> Result<TempFile, StoreError> {
+        *since = crate::usage::now_ms();
+        ensure_dir(parts.object_dir, self.root())?;
+        if fs::symlink_metadata(&tmp.path).is_ok() {
+            return Ok(tmp);
+        }
+        drop(tmp);
+        self.write_temp(parts.header, parts.data)
     }
 }
 

@@ -151,12 +151,17 @@ impl DirStore {
     /// Why the store cannot work as set up (`DIR`, the root or a subdirectory
     /// is not a directory any more), or `None` if all are there.
     fn root_gone(&self, after: &StoreError) -> Option<String> {
-        let dir = self.dir();
-        std::iter::once(dir)
+        self.missing_dir()
+            .map(|p| format!("{} is gone ({after})", p.display()))
+    }
+
+    /// The first of `DIR`, the root and its subdirectories that is not
+    /// there (as a directory), if any.
+    pub(crate) fn missing_dir(&self) -> Option<&Path> {
+        std::iter::once(self.dir())
             .chain(std::iter::once(self.root()))
             .chain(self.subdirs())
             .find(|p| !fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
-            .map(|p| format!("{} is gone ({after})", p.display()))
     }
 }
 
