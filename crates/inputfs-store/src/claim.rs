@@ -12,7 +12,6 @@
 //! outcome of any race can serve a wrong byte.
 
 use std::collections::HashMap;
-use std::fs;
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +19,7 @@ use std::time::Duration;
 use inputfs_core::BlockId;
 use inputfs_core::store::Claim;
 
+use crate::beneath::Beneath;
 use crate::dir::DirStore;
 use crate::error::StoreError;
 use crate::exclusive::{self, State, Taken};
@@ -31,26 +31,30 @@ const MAGIC: &str = "inputfs-claim 1";
 pub(crate) type Held = std::sync::Mutex<HashMap<BlockId, exclusive::Holding>>;
 
 impl DirStore {
-    /// Where the claim of block `id` lives.
+    /// Where the claim of block `id` lives (for messages and tests).
     pub fn claim_path(&self, id: &BlockId) -> PathBuf {
-        self.claims_dir()
-            .join(format!("{}-{:016x}.claim", id.key.to_hex(), id.index))
+        self.shown(&self.layout.claim(id))
     }
 
-    pub(crate) fn try_claim(&self, id: &BlockId, ttl: Duration) -> Result<Claim, StoreError> {
+    pub(crate) fn try_claim(
+        &self,
+        at: &Beneath,
+        id: &BlockId,
+        ttl: Duration,
+    ) -> Result<Claim, StoreError> {
         if !self.claims_enabled() {
             return Ok(Claim::Unsupported);
         }
-        let path = self.claim_path(id);
-        let taken = match exclusive::take(&path, MAGIC, ttl) {
-            // claims/ was removed: make it again, once.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                ensure_dir(self.claims_dir(), self.root())?;
-                exclusive::take(&path, MAGIC, ttl)
+        let rel = self.layout.claim(id);
+        let taken = match exclusive::take(at, &rel, MAGIC, ttl) {
+            // claims/ was removed (or replaced): make it again, once.
+            Err(e) if e.kind() == io::ErrorKind::NotFound || crate::dir::is_link_on_the_way(&e) => {
+                ensure_dir(at, &self.layout.claims)?;
+                exclusive::take(at, &rel, MAGIC, ttl)
             }
             other => other,
         }
-        .map_err(|e| StoreError::io("claim", &path, e))?;
+        .map_err(|e| StoreError::io("claim", &at.display(&rel), e))?;
         match taken {
             Taken::Held => Ok(Claim::Held),
             Taken::Ours(holding) => {
@@ -69,21 +73,23 @@ impl DirStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
-        if let Some(holding) = holding {
-            exclusive::release(&self.claim_path(id), &holding);
+        if let (Some(holding), Ok(at)) = (holding, self.at()) {
+            exclusive::release(&at, &self.layout.claim(id), &holding);
         }
     }
 
-    /// Remove every expired claim (as left by killed workers). Returns how many.
-    pub(crate) fn sweep_claims(&self, ttl: Duration) -> usize {
-        let Ok(entries) = fs::read_dir(self.claims_dir()) else {
+    /// Remove every expired claim (as left by killed workers), or with
+    /// `dry_run` count them. Returns how many.
+    pub(crate) fn sweep_claims(&self, at: &Beneath, ttl: Duration, dry_run: bool) -> usize {
+        let Ok(entries) = at.entries(Some(&self.layout.claims)) else {
             return 0;
         };
         entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                exclusive::state(p, MAGIC, ttl) == State::Expired && fs::remove_file(p).is_ok()
+            .into_iter()
+            .filter_map(|(name, _)| self.layout.claims.join(name).ok())
+            .filter(|rel| {
+                exclusive::state(at, rel, MAGIC, ttl) == State::Expired
+                    && (dry_run || at.remove_tree(rel).1.is_ok())
             })
             .count()
     }

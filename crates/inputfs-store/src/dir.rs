@@ -1,17 +1,20 @@
 //! [`DirStore`]: the block cache in one directory, and its read side.
 //!
-//! A read must be one `open` and one `read` on the happy path — on NFS every
-//! extra `stat` is a round trip — and must never hand out bytes that are not
-//! exactly the block asked for, whatever another worker, a crash or a torn write
-//! left in the file. So `get` opens without a prior `stat`, reads the file into
-//! one buffer (one byte more than a valid block could be, to see over-long
-//! files), checks it with [`format::check_block`], and slices the data out of that
-//! buffer without a copy. A bad file is moved aside and reported as corrupt;
-//! cleanup failures are ignored, since the origin can always serve the block.
+//! A read must be few system calls on the happy path — on NFS every extra
+//! `stat` is a round trip — and must never hand out bytes that are not
+//! exactly the block asked for, whatever another worker, a crash or a torn
+//! write left in the file. So `get` opens the block through `beneath` (which
+//! never follows a link and never opens anything but a regular file), reads
+//! it into one buffer (one byte more than a valid block could be, to see
+//! over-long files), checks it with [`format::check_block`], and slices the
+//! data out of that buffer without a copy. A bad file is moved aside and
+//! reported as corrupt; anything but a regular file at a block's name (a
+//! link, a directory, a FIFO or device) is removed, never followed, and
+//! reported as corrupt too. Cleanup failures are ignored, since the origin
+//! can always serve the block.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
@@ -19,13 +22,12 @@ use bytes::Bytes;
 use inputfs_core::store::{Claim, Lookup, Placed};
 use inputfs_core::{BlockId, BlockStore, CacheKey};
 
+use crate::beneath::{Beneath, Found, Kind, Rel};
 use crate::error::{StoreError, errno};
 use crate::format::{self, HEADER_LEN};
 use crate::fsutil;
-
-/// The directory under the configured cache directory that holds everything.
-/// A format change that old readers must not see gets a new name.
-pub const ROOT_NAME: &str = "inputfs-v1";
+use crate::layout::Layout;
+pub use crate::layout::ROOT_NAME;
 
 /// A directory of cached blocks (see `docs/FORMAT.md` for the layout).
 #[derive(Debug)]
@@ -37,14 +39,11 @@ pub struct DirStore {
     /// `st_dev` of `dir` when first seen as a directory (`setup::UNSEEN` before).
     pub(crate) dev: AtomicU64,
     name: String,
-    root: PathBuf,
-    objects: PathBuf,
-    pub(crate) tmp: PathBuf,
-    corrupt: PathBuf,
+    /// The names of everything under `dir`.
+    pub(crate) layout: Layout,
     /// Set once a hard link failed in a way that means "not supported here", so
     /// later publishes go straight to `rename`.
     pub(crate) no_links: AtomicBool,
-    claims: PathBuf,
     /// Whether this store coordinates origin fetches with claim files.
     claims_enabled: bool,
     held: crate::claim::Held,
@@ -68,29 +67,37 @@ impl DirStore {
     pub fn open(dir: &Path, name: &str) -> Result<DirStore, StoreError> {
         let store = DirStore::unready(dir, name);
         store.admit()?;
-        tracing::debug!(tier = name, root = %store.root.display(), "opened block store");
+        tracing::debug!(tier = name, root = %store.root().display(), "opened block store");
         Ok(store)
     }
 
     /// The store over `dir`, not set up yet: no I/O.
     pub(crate) fn unready(dir: &Path, name: &str) -> DirStore {
-        let root = dir.join(ROOT_NAME);
+        let layout = Layout::default();
         DirStore {
             dir: dir.to_path_buf(),
             health: Default::default(),
             dev: AtomicU64::new(crate::setup::UNSEEN),
             name: name.to_string(),
-            objects: root.join("objects"),
-            tmp: root.join("tmp"),
-            corrupt: root.join("corrupt"),
-            claims: root.join("claims"),
-            root,
+            usage: crate::usage::Usage::new(&layout),
+            layout,
             no_links: AtomicBool::new(false),
             claims_enabled: false,
             held: Default::default(),
-            usage: crate::usage::Usage::new(&dir.join(ROOT_NAME)),
             plain_block_size: None,
         }
+    }
+
+    /// A handle on the configured directory, through which every name in it
+    /// is reached (opened afresh per call: a directory replaced under a
+    /// running daemon is seen at once).
+    pub(crate) fn at(&self) -> Result<Beneath, StoreError> {
+        Beneath::open(&self.dir).map_err(|e| StoreError::io("open cache directory", &self.dir, e))
+    }
+
+    /// `rel` as a full path, for messages and tests only.
+    pub(crate) fn shown(&self, rel: &Rel) -> PathBuf {
+        self.dir.join(rel.as_path())
     }
 
     /// The configured directory (`dir`, holding the root).
@@ -141,38 +148,35 @@ impl DirStore {
     }
 
     /// Where claim files live (`root/claims`).
-    pub fn claims_dir(&self) -> &Path {
-        &self.claims
+    pub fn claims_dir(&self) -> PathBuf {
+        self.shown(&self.layout.claims)
     }
 
     /// `dir/inputfs-v1`.
-    pub fn root(&self) -> &Path {
-        &self.root
+    pub fn root(&self) -> PathBuf {
+        self.shown(&self.layout.root)
     }
 
     /// Where block `id` lives:
     /// `objects/<2 hex>/<64 hex key>/<index as 16 hex>.blk` under [`root`](Self::root).
     pub fn block_path(&self, id: &BlockId) -> PathBuf {
-        let mut p = self.object_dir(&id.key);
-        p.push(format!("{:016x}.blk", id.index));
-        p
+        self.shown(&self.layout.block(id))
     }
 
     /// The directory holding every block of one object version (the unit of
     /// eviction).
     pub fn object_dir(&self, key: &CacheKey) -> PathBuf {
-        let hex = key.to_hex();
-        self.objects.join(&hex[..2]).join(hex)
+        self.shown(&self.layout.object(key))
     }
 
     /// The directory blocks are published from (`root/tmp`).
-    pub fn tmp_dir(&self) -> &Path {
-        &self.tmp
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.shown(&self.layout.tmp)
     }
 
     /// Where blocks that failed a check are moved (`root/corrupt`).
-    pub fn corrupt_dir(&self) -> &Path {
-        &self.corrupt
+    pub fn corrupt_dir(&self) -> PathBuf {
+        self.shown(&self.layout.corrupt)
     }
 
     /// Publish by `rename` only, never trying `link` first. This is what the
@@ -185,14 +189,19 @@ impl DirStore {
     }
 
     /// The fan-out tree of object directories (`root/objects`).
-    pub fn objects_dir(&self) -> &Path {
-        &self.objects
+    pub fn objects_dir(&self) -> PathBuf {
+        self.shown(&self.layout.objects)
     }
 
     /// Look block `id` up: its block file, else the object's plain file.
-    fn read_block(&self, id: &BlockId, expected_len: u64) -> Result<Lookup, StoreError> {
-        match self.read_block_file(id, expected_len)? {
-            Lookup::Miss => self.read_plain_block(id, expected_len),
+    fn read_block(
+        &self,
+        at: &Beneath,
+        id: &BlockId,
+        expected_len: u64,
+    ) -> Result<Lookup, StoreError> {
+        match self.read_block_file(at, id, expected_len)? {
+            Lookup::Miss => self.read_plain_block(at, id, expected_len),
             found => Ok(found),
         }
     }
@@ -200,53 +209,49 @@ impl DirStore {
     /// Read and check the block file of `id`.
     pub(crate) fn read_block_file(
         &self,
+        at: &Beneath,
         id: &BlockId,
         expected_len: u64,
     ) -> Result<Lookup, StoreError> {
-        let path = self.block_path(id);
-        // O_NONBLOCK: a FIFO someone left at a block's path must not hang the
-        // read; it has no effect on regular files.
-        let mut file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound || errno(&e) == libc::ENOTDIR => {
+        let rel = self.layout.block(id);
+        let (file, stat) = match at.open_file(&rel) {
+            Ok(Found::File(file, stat)) => (file, stat),
+            Ok(Found::NotRegular(kind)) => return Ok(self.remove_intruder(at, &rel, kind)),
+            // Missing, or a link or file where a directory of the name
+            // belongs (the next publish replaces it): a miss.
+            Err(e) if e.kind() == io::ErrorKind::NotFound || is_link_on_the_way(&e) => {
                 return Ok(Lookup::Miss);
             }
-            Err(e) if errno(&e) == libc::EISDIR => return Ok(self.remove_dir(&path)),
-            Err(e) => return Err(StoreError::io("open", &path, e)),
+            Err(e) => return Err(StoreError::io("open", &at.display(&rel), e)),
         };
         let cap = usize::try_from(expected_len)
             .ok()
             .and_then(|n| n.checked_add(HEADER_LEN + 1))
             .ok_or_else(|| {
-                StoreError::io("read", &path, io::Error::other("expected length too large"))
+                StoreError::io(
+                    "read",
+                    &at.display(&rel),
+                    io::Error::other("expected length too large"),
+                )
             })?;
         let mut buf = Vec::new();
         buf.try_reserve_exact(cap)
-            .map_err(|e| StoreError::io("read", &path, io::Error::other(e)))?;
+            .map_err(|e| StoreError::io("read", &at.display(&rel), io::Error::other(e)))?;
         // `read_to_end` of a `Take` reads straight into the reserved, unzeroed
-        // capacity (no fstat, no zeroing pass: zeroing was 8% of a warm read's
-        // CPU), and the `Bytes` below shares that buffer without a copy.
-        if let Err(e) = Read::by_ref(&mut file)
+        // capacity (no zeroing pass: zeroing was 8% of a warm read's CPU), and
+        // the `Bytes` below shares that buffer without a copy.
+        Read::by_ref(&mut &file)
             .take(cap as u64)
             .read_to_end(&mut buf)
-        {
-            if is_dir_error(&e, &file) {
-                return Ok(self.remove_dir(&path));
-            }
-            return Err(StoreError::io("read", &path, e));
-        }
+            .map_err(|e| StoreError::io("read", &at.display(&rel), e))?;
         match format::check_block(&buf, id, expected_len) {
             Ok(range) => {
                 self.record_access(id);
                 Ok(Lookup::Hit(Bytes::from(buf).slice(range)))
             }
             Err(defect) => {
-                let reason = format!("{}: {defect}", path.display());
-                self.move_aside(&path, &file);
+                let reason = format!("{}: {defect}", at.display(&rel).display());
+                self.move_aside(at, &rel, &file, &stat);
                 self.record_removed(id);
                 tracing::debug!(tier = %self.name, %reason, "corrupt block moved aside");
                 Ok(Lookup::Corrupt(reason))
@@ -257,42 +262,53 @@ impl DirStore {
     /// Move a bad block file into `corrupt/` (for a post-mortem), or delete it if
     /// that fails. Both may fail (read-only mount, another worker got there
     /// first); either way the caller's read goes on to the next tier.
-    fn move_aside(&self, path: &Path, opened: &File) {
-        if !fsutil::still_names(path, opened) {
+    fn move_aside(&self, at: &Beneath, rel: &Rel, opened: &File, stat: &nix::sys::stat::FileStat) {
+        if !fsutil::still_names(at, rel, stat) {
             return; // Already moved or replaced by another worker.
         }
-        let file_name = path
+        let _ = opened;
+        let file_name = rel
+            .as_path()
             .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let key = path
+            .map(|n| n.to_string_lossy().into_owned());
+        let key = rel
+            .as_path()
             .parent()
             .and_then(Path::file_name)
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let aside = self
-            .corrupt
-            .join(format!("{key}.{file_name}.{}", fsutil::unique_stem()));
-        if fs::rename(path, &aside).is_err() {
-            let _ = fs::remove_file(path);
+            .map(|n| n.to_string_lossy().into_owned());
+        let aside = self.layout.made(
+            &self.layout.corrupt,
+            &format!(
+                "{}.{}.{}",
+                key.unwrap_or_default(),
+                file_name.unwrap_or_default(),
+                fsutil::unique_stem()
+            ),
+        );
+        if at.rename(rel, &aside).is_err() {
+            let _ = at.unlink(rel);
         }
     }
 
-    /// A directory sits where a block file should be: remove it, best effort.
-    fn remove_dir(&self, path: &Path) -> Lookup {
-        let _ = fs::remove_dir_all(path);
+    /// Something other than a regular file sits where a block or plain file
+    /// belongs (a link, a directory, a FIFO, a device): remove it, never
+    /// following it, best effort, and report it as corrupt (counted).
+    pub(crate) fn remove_intruder(&self, at: &Beneath, rel: &Rel, kind: Kind) -> Lookup {
+        let (_, removed) = at.remove_tree(rel);
         let reason = format!(
-            "{}: a directory where a block file should be",
-            path.display()
+            "{}: a {kind:?} where a regular file should be{}",
+            at.display(rel).display(),
+            if removed.is_ok() { " (removed)" } else { "" }
         );
-        tracing::debug!(tier = %self.name, %reason, "removed directory in place of a block");
+        tracing::warn!(tier = %self.name, %reason, "removed an entry that is not a regular file");
         Lookup::Corrupt(reason)
     }
 }
 
-/// Whether a read error means the "file" is a directory.
-fn is_dir_error(e: &io::Error, file: &File) -> bool {
-    errno(e) == libc::EISDIR || file.metadata().is_ok_and(|m| m.is_dir())
+/// Whether opening a name failed on the way to it: a link (`ELOOP`) or a
+/// non-directory (`ENOTDIR`) where one of its directories belongs.
+pub(crate) fn is_link_on_the_way(e: &io::Error) -> bool {
+    matches!(errno(e), libc::ELOOP | libc::ENOTDIR)
 }
 
 impl BlockStore for DirStore {
@@ -301,15 +317,15 @@ impl BlockStore for DirStore {
     }
 
     fn get(&self, block: &BlockId, expected_len: u64) -> inputfs_core::Result<Lookup> {
-        self.call(|| self.read_block(block, expected_len))
+        self.call(|at| self.read_block(at, block, expected_len))
     }
 
     fn put(&self, block: &BlockId, data: &[u8]) -> inputfs_core::Result<Placed> {
-        self.call(|| self.publish(block, data))
+        self.call(|at| self.publish(at, block, data))
     }
 
     fn claim(&self, block: &BlockId, ttl: std::time::Duration) -> inputfs_core::Result<Claim> {
-        self.call(|| self.try_claim(block, ttl))
+        self.call(|at| self.try_claim(at, block, ttl))
     }
 
     fn release(&self, block: &BlockId) {
@@ -317,7 +333,7 @@ impl BlockStore for DirStore {
     }
 
     fn open_plain(&self, key: &CacheKey, size: u64) -> inputfs_core::Result<Option<File>> {
-        self.call(|| DirStore::open_plain(self, key, size))
+        self.call(|at| DirStore::open_plain_at(self, at, key, size))
     }
 
     fn make_plain(
@@ -325,7 +341,7 @@ impl BlockStore for DirStore {
         key: &CacheKey,
         layout: &inputfs_core::BlockLayout,
     ) -> inputfs_core::Result<bool> {
-        self.call(|| DirStore::make_plain(self, key, layout))
+        self.call(|at| DirStore::make_plain_at(self, at, key, layout))
     }
 
     fn plain_files(&self) -> bool {
@@ -333,8 +349,14 @@ impl BlockStore for DirStore {
     }
 
     fn contains(&self, block: &BlockId) -> bool {
+        let is_file = |at: &Beneath, rel: &Rel| {
+            at.stat(rel)
+                .is_ok_and(|s| crate::beneath::Kind::of(&s) == Kind::File)
+        };
         self.is_usable()
-            && (fs::metadata(self.block_path(block)).is_ok_and(|m| m.is_file())
-                || (self.plain_files() && self.plain_path(&block.key).is_file()))
+            && self.at().is_ok_and(|at| {
+                is_file(&at, &self.layout.block(block))
+                    || (self.plain_files() && is_file(&at, &self.layout.plain(&block.key)))
+            })
     }
 }

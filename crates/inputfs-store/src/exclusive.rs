@@ -17,13 +17,15 @@
 //! two processes can both believe they hold it after racing on an expired file
 //! or under clock skew.
 
-use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::beneath::{Beneath, Found, Rel};
 use crate::fsutil::{self, FILE_MODE};
+
+/// The most a holder's line can be: anything longer is not one (and is not
+/// read further).
+const LINE_MAX: u64 = 512;
 
 /// The outcome of trying to take an exclusive file.
 #[derive(Debug, PartialEq, Eq)]
@@ -50,28 +52,22 @@ pub(crate) enum State {
     Gone,
 }
 
-/// Try to take `path` for `ttl`. Errors are the filesystem's (ENOENT for a
+/// Try to take `rel` for `ttl`. Errors are the filesystem's (ENOENT for a
 /// missing directory included); the caller decides what they mean.
-pub(crate) fn take(path: &Path, magic: &str, ttl: Duration) -> io::Result<Taken> {
+pub(crate) fn take(at: &Beneath, rel: &Rel, magic: &str, ttl: Duration) -> io::Result<Taken> {
     // Two rounds: an expired file removed in round one is taken in round two;
     // so is one whose holder released it between our create and our look (on
     // sshfs that lost race reads EPERM with nothing there: see
     // `fsutil::already_exists`).
     for round in 0..2 {
         let line = line(magic, ttl);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(path)
-        {
+        match at.create_new(rel, FILE_MODE) {
             Ok(mut file) => {
-                fsutil::set_file_mode(&file);
                 if let Err(e) = file.write_all(line.as_bytes()) {
                     // A full disk: an empty file would look live to others
                     // for a whole time to live, announcing nothing.
                     drop(file);
-                    let _ = fs::remove_file(path);
+                    let _ = at.unlink(rel);
                     return Err(e);
                 }
                 return Ok(Taken::Ours(Holding {
@@ -80,15 +76,13 @@ pub(crate) fn take(path: &Path, magic: &str, ttl: Duration) -> io::Result<Taken>
                     ttl,
                 }));
             }
-            Err(e)
-                if round == 0 && fsutil::maybe_raced(&e) && fs::symlink_metadata(path).is_err() => {
-            }
-            Err(e) if fsutil::already_exists(&e, path) => match state(path, magic, ttl) {
+            Err(e) if round == 0 && fsutil::maybe_raced(&e) && at.stat(rel).is_err() => {}
+            Err(e) if fsutil::already_exists(at, &e, rel) => match state(at, rel, magic, ttl) {
                 State::Live => return Ok(Taken::Held),
                 State::Gone => {}
                 State::Expired => {
-                    tracing::debug!(path = %path.display(), "taking over an expired {magic}");
-                    remove_busy(path);
+                    tracing::debug!(path = %at.display(rel).display(), "taking over an expired {magic}");
+                    remove_busy(at, rel);
                 }
             },
             Err(e) => return Err(e),
@@ -98,10 +92,10 @@ pub(crate) fn take(path: &Path, magic: &str, ttl: Duration) -> io::Result<Taken>
 }
 
 /// Give up a file this process holds (see the module docs).
-pub(crate) fn release(path: &Path, holding: &Holding) {
+pub(crate) fn release(at: &Beneath, rel: &Rel, holding: &Holding) {
     let early = holding.at.elapsed() < holding.ttl / 2;
-    if early || fs::read_to_string(path).is_ok_and(|now| now == holding.line) {
-        remove_busy(path);
+    if early || read_line(at, rel).is_ok_and(|now| now == Some(holding.line.clone())) {
+        remove_busy(at, rel);
     }
 }
 
@@ -109,9 +103,9 @@ pub(crate) fn release(path: &Path, holding: &Holding) {
 /// open file (`EBUSY`), and other workers open these files briefly to read
 /// their expiry: retry for a little while rather than leave a lease or claim
 /// standing until it expires.
-pub(crate) fn remove_busy(path: &Path) {
+pub(crate) fn remove_busy(at: &Beneath, rel: &Rel) {
     for _ in 0..50 {
-        match fs::remove_file(path) {
+        match at.unlink(rel) {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -120,12 +114,31 @@ pub(crate) fn remove_busy(path: &Path) {
     }
 }
 
-/// Whether the file at `path` is live, expired or gone.
-pub(crate) fn state(path: &Path, magic: &str, ttl: Duration) -> State {
-    let text = match fs::read_to_string(path) {
-        Ok(t) => t,
+/// The line of the regular file `rel` (at most [`LINE_MAX`] bytes, lossily
+/// UTF-8); `None` if it is something else or longer.
+fn read_line(at: &Beneath, rel: &Rel) -> io::Result<Option<String>> {
+    match at.read_small(rel, LINE_MAX) {
+        Ok(bytes) => Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned())),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the file at `rel` is live, expired or gone. Anything but a
+/// regular file there (a link, a FIFO: planted) is never opened and counts
+/// as expired, so it is removed (never followed) and the name taken.
+pub(crate) fn state(at: &Beneath, rel: &Rel, magic: &str, ttl: Duration) -> State {
+    let text = match read_line(at, rel) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return match at.open_file(rel) {
+                Ok(Found::NotRegular(_)) => State::Expired,
+                // Too long to be a holder's line: foreign content, by age.
+                _ => by_age(at, rel, ttl),
+            };
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return State::Gone,
-        // Unreadable (not UTF-8, EIO...): judge by age below.
+        // Unreadable (EIO...): judge by age below.
         Err(_) => String::new(),
     };
     if let Some(expiry) = parse_expiry(&text, magic) {
@@ -135,10 +148,14 @@ pub(crate) fn state(path: &Path, magic: &str, ttl: Duration) -> State {
             State::Live
         };
     }
-    // Torn or foreign content: the holder died between create and write, or
-    // someone wrote garbage. Old enough means expired.
-    match fs::metadata(path).and_then(|m| m.modified()) {
-        Ok(mtime) if mtime.elapsed().is_ok_and(|age| age >= ttl) => State::Expired,
+    by_age(at, rel, ttl)
+}
+
+/// Torn or foreign content: the holder died between create and write, or
+/// someone wrote garbage. Old enough means expired.
+fn by_age(at: &Beneath, rel: &Rel, ttl: Duration) -> State {
+    match at.stat(rel) {
+        Ok(stat) if fsutil::age(&stat) >= ttl => State::Expired,
         Ok(_) => State::Live,
         Err(_) => State::Gone,
     }
@@ -195,21 +212,51 @@ mod tests {
     #[test]
     fn take_hold_expire_release() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x");
-        let Taken::Ours(line) = take(&p, MAGIC, Duration::from_millis(40)).unwrap() else {
+        let at = Beneath::open(dir.path()).unwrap();
+        let p = Rel::new("x").unwrap();
+        let Taken::Ours(line) = take(&at, &p, MAGIC, Duration::from_millis(40)).unwrap() else {
             panic!("first take failed")
         };
         assert_eq!(
-            take(&p, MAGIC, Duration::from_secs(9)).unwrap(),
+            take(&at, &p, MAGIC, Duration::from_secs(9)).unwrap(),
             Taken::Held
         );
         std::thread::sleep(Duration::from_millis(60));
-        let Taken::Ours(other) = take(&p, MAGIC, Duration::from_secs(9)).unwrap() else {
+        let Taken::Ours(other) = take(&at, &p, MAGIC, Duration::from_secs(9)).unwrap() else {
             panic!("expired file not taken over")
         };
-        release(&p, &line); // the old holder's release leaves the new holder's file
-        assert!(p.exists());
-        release(&p, &other);
-        assert!(!p.exists());
+        release(&at, &p, &line); // the old holder's release leaves the new holder's file
+        assert!(dir.path().join("x").exists());
+        release(&at, &p, &other);
+        assert!(!dir.path().join("x").exists());
+    }
+
+    #[test]
+    fn a_planted_fifo_or_link_is_taken_over_never_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = Beneath::open(dir.path()).unwrap();
+        let p = Rel::new("x").unwrap();
+        nix::unistd::mkfifo(
+            &dir.path().join("x"),
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+        )
+        .unwrap();
+        assert_eq!(
+            state(&at, &p, MAGIC, Duration::from_secs(9)),
+            State::Expired
+        );
+        assert!(matches!(
+            take(&at, &p, MAGIC, Duration::from_secs(9)).unwrap(),
+            Taken::Ours(_)
+        ));
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, format!("{MAGIC} h 1 0 {}\n", u64::MAX)).unwrap();
+        std::fs::remove_file(dir.path().join("x")).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.path().join("x")).unwrap();
+        assert!(matches!(
+            take(&at, &p, MAGIC, Duration::from_secs(9)).unwrap(),
+            Taken::Ours(_)
+        ));
+        assert!(outside.exists(), "the link's target is left alone");
     }
 }

@@ -1,18 +1,21 @@
 //! Small file-system helpers shared by the read and the write side.
 //!
 //! They exist to put the cache's sharing rules in one place: directories are
-//! created group-writable and setgid, files group-writable, whatever the umask;
-//! temp and moved-aside files carry a name no other worker can produce; and
-//! nothing is ever created above the directory the store was given.
+//! created group-writable and setgid, files group-writable, whatever the umask
+//! (set on the handle, by `beneath`); temp and moved-aside files carry a name
+//! no other worker can produce; and nothing is ever created above the
+//! directory the store was given, nor through a link in it.
 
-use std::fs::{self, DirBuilder, File};
+use std::fs;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::path::Path;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+use nix::sys::stat::FileStat;
+
+use crate::beneath::{Beneath, Kind, Rel};
 use crate::error::StoreError;
 
 /// Mode of every directory the store creates: group-writable, and setgid so
@@ -21,40 +24,56 @@ pub const DIR_MODE: u32 = 0o2775;
 /// Mode of every file the store creates.
 pub const FILE_MODE: u32 = 0o664;
 
-/// Create `path` and any missing ancestors strictly below `base`, with
-/// [`DIR_MODE`]. `base` itself is never created: if it is gone (say, a network
-/// mount went away and left its empty mountpoint), this fails instead of quietly
-/// building a cache somewhere else. A directory that already exists is fine.
-pub fn ensure_dir(path: &Path, base: &Path) -> Result<(), StoreError> {
-    match mkdir(path) {
+/// Create the directory `rel` and any missing ancestors below the root (the
+/// configured directory is never created, and the root only by the store's
+/// set-up: if either is gone, say a network mount went away and left its
+/// empty mountpoint, this fails). A
+/// directory that already exists is fine; anything else holding one of the
+/// names (a link, a file, a FIFO: written by someone else) is removed, never
+/// followed, and the directory made in its place.
+pub fn ensure_dir(at: &Beneath, rel: &Rel) -> Result<(), StoreError> {
+    let failed = |e| StoreError::io("create directory", &at.display(rel), e);
+    match at.mkdir(rel, DIR_MODE) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => match path.parent() {
-            Some(parent) if parent != base && parent.starts_with(base) => {
-                ensure_dir(parent, base)?;
-                match mkdir(path) {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-                    Err(e) => Err(StoreError::io("create directory", path, e)),
-                }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match at.stat(rel) {
+            Ok(stat) if Kind::of(&stat) == Kind::Dir => Ok(()),
+            Ok(stat) => {
+                tracing::warn!(path = %at.display(rel).display(), kind = ?Kind::of(&stat),
+                    "removed an entry where a cache directory belongs");
+                let _ = at.unlink(rel);
+                at.mkdir(rel, DIR_MODE)
+                    .or_else(|e| {
+                        // Another worker made it meanwhile.
+                        if e.kind() == io::ErrorKind::AlreadyExists {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })
+                    .map_err(failed)
             }
-            _ => Err(StoreError::io("create directory", path, e)),
+            Err(e) => Err(failed(e)),
         },
-        Err(e) => Err(StoreError::io("create directory", path, e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound || crate::dir::is_link_on_the_way(&e) => {
+            // Ancestors are made below the root only: the root is made by
+            // the store's set-up alone, which first checks that `DIR` is the
+            // filesystem it was (a vanished mount leaves an empty directory).
+            let parent = rel
+                .as_path()
+                .parent()
+                .filter(|p| p.components().count() > 1);
+            let Some(parent) = parent else {
+                return Err(failed(e));
+            };
+            ensure_dir(at, &Rel::trusted(parent.to_path_buf()))?;
+            match at.mkdir(rel, DIR_MODE) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(failed(e)),
+            }
+        }
+        Err(e) => Err(failed(e)),
     }
-}
-
-/// One `mkdir`, then an explicit `chmod` since the umask may have stripped the
-/// group bits. A failed `chmod` (SMB, a directory of another owner) is ignored.
-fn mkdir(path: &Path) -> io::Result<()> {
-    DirBuilder::new().mode(DIR_MODE).create(path)?;
-    let _ = fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE));
-    Ok(())
-}
-
-/// Give a freshly created file [`FILE_MODE`] whatever the umask; ignore failure.
-pub fn set_file_mode(file: &File) {
-    let _ = file.set_permissions(fs::Permissions::from_mode(FILE_MODE));
 }
 
 /// This machine's host name, reduced to `[A-Za-z0-9_-]` (at most 64 characters)
@@ -126,53 +145,55 @@ pub fn unique_stem() -> String {
     )
 }
 
-/// Whether `path` still names the file `opened` (same device and inode), so a
-/// block another worker already replaced is not moved aside in its stead.
-pub fn still_names(path: &Path, opened: &File) -> bool {
-    match (fs::symlink_metadata(path), opened.metadata()) {
-        (Ok(now), Ok(was)) => now.dev() == was.dev() && now.ino() == was.ino(),
-        _ => false,
-    }
+/// Whether `rel` still names the file `opened` was `fstat`ed as (same
+/// device and inode), so a block another worker already replaced is not
+/// moved aside in its stead.
+pub fn still_names(at: &Beneath, rel: &Rel, opened: &FileStat) -> bool {
+    at.stat(rel)
+        .is_ok_and(|now| now.st_dev == opened.st_dev && now.st_ino == opened.st_ino)
 }
 
-/// (total, available) bytes of the filesystem holding `path`, if it can tell.
-pub fn space(path: &Path) -> Option<(u64, u64)> {
-    let st = nix::sys::statvfs::statvfs(path).ok()?;
-    let frsize = st.fragment_size();
-    Some((st.blocks() * frsize, st.blocks_available() * frsize))
-}
-
-/// How long ago a directory entry was last modified (zero if it cannot tell).
-pub fn age(entry: &fs::DirEntry) -> std::time::Duration {
-    entry
-        .metadata()
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
+/// How long ago an entry was last modified, by its `stat` (zero if in the
+/// future).
+pub fn age(stat: &FileStat) -> Duration {
+    let mtime = Duration::new(
+        u64::try_from(stat.st_mtime).unwrap_or(0),
+        u32::try_from(stat.st_mtime_nsec).unwrap_or(0),
+    );
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
+        .saturating_sub(mtime)
 }
 
-/// Remove the files of `dir` for which `doomed(name, age)` holds; best effort.
-/// Returns how many were removed.
-pub fn remove_files_where(dir: &Path, doomed: impl Fn(&str, std::time::Duration) -> bool) -> usize {
-    let Ok(entries) = fs::read_dir(dir) else {
+/// Remove the entries of the directory `dir` for which `doomed(name, age)`
+/// holds; best effort, never following anything (a directory among them is
+/// removed with what it holds). Returns how many were removed.
+pub fn remove_entries_where(
+    at: &Beneath,
+    dir: &Rel,
+    doomed: impl Fn(&str, Duration) -> bool,
+) -> usize {
+    let Ok(entries) = at.entries(Some(dir)) else {
         return 0;
     };
     entries
-        .flatten()
-        .filter(|e| doomed(&e.file_name().to_string_lossy(), age(e)))
-        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .into_iter()
+        .filter(|(name, stat)| doomed(&name.to_string_lossy(), age(stat)))
+        .filter(|(name, _)| {
+            dir.join(name)
+                .is_ok_and(|rel| at.remove_tree(&rel).1.is_ok())
+        })
         .count()
 }
 
-/// Whether a failed exclusive create or `link` of `path` means "already
+/// Whether a failed exclusive create or `link` of `rel` means "already
 /// exists". sshfs answers `EPERM` where the server said `EEXIST` (SFTP has one
 /// generic failure code, which sshfs maps to `EPERM`) unless the kernel saw
-/// the file first, so an `EPERM` with `path` now present is taken for
+/// the file first, so an `EPERM` with `rel` now present is taken for
 /// `EEXIST`; one with nothing there stays a refusal.
-pub fn already_exists(e: &io::Error, path: &Path) -> bool {
-    e.kind() == io::ErrorKind::AlreadyExists
-        || (maybe_raced(e) && fs::symlink_metadata(path).is_ok())
+pub fn already_exists(at: &Beneath, e: &io::Error, rel: &Rel) -> bool {
+    e.kind() == io::ErrorKind::AlreadyExists || (maybe_raced(e) && at.stat(rel).is_ok())
 }
 
 /// Whether `e` may be sshfs's `EPERM` for a name that existed (and may be

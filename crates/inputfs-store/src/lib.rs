@@ -9,12 +9,23 @@
 //! where links are unsupported), and a self-checking header on every block so a
 //! torn, truncated or foreign file is detected, moved aside and fetched again.
 //!
+//! The cache directory is untrusted input (other workers, other versions and
+//! people write it; the daemon runs as root), so exactly one module touches
+//! it: [`beneath`] opens everything relative to a handle on the configured
+//! directory, never following a link, never opening anything but a regular
+//! file. Every other module asks `layout` for a name and `beneath` for the
+//! operation; clippy's `disallowed-methods` (see `clippy.toml`) keeps
+//! path-based `std::fs` calls out of the rest of the workspace's product code.
+//!
+//! - [`beneath`]: the confined file operations.
+//! - `layout`: every name in the directory, relative to it (no I/O).
 //! - [`format`](mod@format): the block file format as pure functions (no I/O).
 //! - [`DirStore`] (in `dir`): paths, `open`, and the read side of the store.
 //! - `publish`: temp file + link/rename, the write side.
 //! - `claim`: `O_EXCL` claim files that de-duplicate origin fetches across workers.
 //! - `plain`: objects held whole as plain files, for kernel passthrough.
 //! - `sweep`: removing what killed workers left behind (temp files, stale claims).
+//! - `workers`: the notes running workers leave for `inputfs status`.
 //! - `health`: the state machine that refuses calls while the directory is
 //!   unusable and sets the store up again the moment it works; `setup` is its
 //!   glue to the directory ([`DirStore::open_lenient`]).
@@ -23,6 +34,7 @@
 //! The layout is a format other workers and future versions read; it is
 //! documented in `docs/FORMAT.md` at the workspace root.
 
+pub mod beneath;
 mod claim;
 mod dir;
 mod error;
@@ -32,12 +44,14 @@ mod fsutil;
 mod health;
 #[cfg(all(test, feature = "shuttle"))]
 mod health_model;
+mod layout;
 mod plain;
 mod publish;
 mod setup;
 mod sweep;
 mod sync;
 pub mod usage;
+mod workers;
 
 pub use dir::{DirStore, ROOT_NAME};
 pub use error::StoreError;

@@ -16,53 +16,64 @@
 //! disk only this worker writes, and passthrough reads could not be checked
 //! anyway. A plain file of the wrong size is removed and counts as absent.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 use bytes::Bytes;
 use inputfs_core::store::Lookup;
 use inputfs_core::{BlockId, BlockLayout, CacheKey};
 
-use crate::dir::DirStore;
-use crate::error::{StoreError, errno};
+use crate::beneath::{Beneath, Found, Kind, Rel};
+use crate::dir::{DirStore, is_link_on_the_way};
+use crate::error::StoreError;
 use crate::fsutil::{self, FILE_MODE, ensure_dir};
-
-/// The name of an object's plain file inside its object directory.
-pub const PLAIN_NAME: &str = "object.data";
+pub use crate::layout::PLAIN_NAME;
 
 impl DirStore {
-    /// Where the plain file of `key` lives.
+    /// Where the plain file of `key` lives (for messages and tests).
     pub fn plain_path(&self, key: &CacheKey) -> PathBuf {
-        self.object_dir(key).join(PLAIN_NAME)
+        self.shown(&self.layout.plain(key))
+    }
+
+    /// The object's plain file, opened, and its size, if it is a regular
+    /// file; anything else there is removed (never followed) and counts as
+    /// absent.
+    fn plain_file(&self, at: &Beneath, key: &CacheKey) -> Result<Option<(File, u64)>, StoreError> {
+        let rel = self.layout.plain(key);
+        match at.open_file(&rel) {
+            Ok(Found::File(file, stat)) => {
+                Ok(Some((file, u64::try_from(stat.st_size).unwrap_or(0))))
+            }
+            Ok(Found::NotRegular(kind)) => {
+                self.remove_intruder(at, &rel, kind);
+                Ok(None)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound || is_link_on_the_way(&e) => Ok(None),
+            Err(e) => Err(StoreError::io("open", &at.display(&rel), e)),
+        }
     }
 
     /// The object's plain file, opened for reading, if this store has one of
     /// exactly `size` bytes. Counts as a read of the object for eviction order.
-    pub fn open_plain(&self, key: &CacheKey, size: u64) -> Result<Option<File>, StoreError> {
+    pub(crate) fn open_plain_at(
+        &self,
+        at: &Beneath,
+        key: &CacheKey,
+        size: u64,
+    ) -> Result<Option<File>, StoreError> {
         if self.plain_block_size().is_none() {
             return Ok(None);
         }
-        let path = self.plain_path(key);
-        let file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound || errno(&e) == libc::ENOTDIR => {
-                return Ok(None);
-            }
-            Err(e) => return Err(StoreError::io("open", &path, e)),
+        let Some((file, len)) = self.plain_file(at, key)? else {
+            return Ok(None);
         };
-        let meta = file
-            .metadata()
-            .map_err(|e| StoreError::io("stat", &path, e))?;
-        if !meta.is_file() || meta.len() != size {
-            tracing::warn!(tier = self.name_str(), path = %path.display(), len = meta.len(), size,
+        if len != size {
+            let rel = self.layout.plain(key);
+            tracing::warn!(tier = self.name_str(), path = %at.display(&rel).display(), len, size,
                 "plain object file has the wrong size: removed");
-            let _ = fs::remove_file(&path);
+            let _ = at.unlink(&rel);
             return Ok(None);
         }
         self.record_access(&BlockId {
@@ -77,24 +88,17 @@ impl DirStore {
     /// uses one block size, and it is part of the cache key.
     pub(crate) fn read_plain_block(
         &self,
+        at: &Beneath,
         id: &BlockId,
         expected_len: u64,
     ) -> Result<Lookup, StoreError> {
         let Some(block_size) = self.plain_block_size() else {
             return Ok(Lookup::Miss);
         };
-        let path = self.plain_path(&id.key);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound || errno(&e) == libc::ENOTDIR => {
-                return Ok(Lookup::Miss);
-            }
-            Err(e) => return Err(StoreError::io("open", &path, e)),
+        let Some((file, size)) = self.plain_file(at, &id.key)? else {
+            return Ok(Lookup::Miss);
         };
-        let size = file
-            .metadata()
-            .map_err(|e| StoreError::io("stat", &path, e))?
-            .len();
+        let shown = || at.display(&self.layout.plain(&id.key));
         let start = id.index.saturating_mul(block_size);
         let in_bounds = start
             .checked_add(expected_len)
@@ -103,10 +107,10 @@ impl DirStore {
             return Ok(Lookup::Miss);
         }
         let len = usize::try_from(expected_len)
-            .map_err(|e| StoreError::io("read", &path, io::Error::other(e)))?;
+            .map_err(|e| StoreError::io("read", &shown(), io::Error::other(e)))?;
         let mut buf = vec![0u8; len];
         file.read_exact_at(&mut buf, start)
-            .map_err(|e| StoreError::io("read", &path, e))?;
+            .map_err(|e| StoreError::io("read", &shown(), e))?;
         self.record_access(id);
         Ok(Lookup::Hit(Bytes::from(buf)))
     }
@@ -114,43 +118,53 @@ impl DirStore {
     /// Make the object plain if every one of its blocks is here (see the module
     /// docs). Returns whether the object is plain now. Blocks that are missing
     /// or fail their check leave it as it was (and the corrupt ones moved aside).
-    pub fn make_plain(&self, key: &CacheKey, layout: &BlockLayout) -> Result<bool, StoreError> {
+    pub(crate) fn make_plain_at(
+        &self,
+        at: &Beneath,
+        key: &CacheKey,
+        layout: &BlockLayout,
+    ) -> Result<bool, StoreError> {
         if self.plain_block_size() != Some(layout.block_size) {
             return Ok(false);
         }
-        if self.open_plain(key, layout.object_size)?.is_some() {
+        if self.open_plain_at(at, key, layout.object_size)?.is_some() {
             return Ok(true);
         }
-        let dir = self.object_dir(key);
-        let present = match fs::read_dir(&dir) {
+        let dir = self.layout.object(key);
+        let present = match at.entries(Some(&dir)) {
             Ok(entries) => entries
-                .flatten()
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".blk"))
+                .iter()
+                .filter(|(name, stat)| {
+                    name.to_string_lossy().ends_with(".blk") && Kind::of(stat) == Kind::File
+                })
                 .count() as u64,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(StoreError::io("list", &dir, e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound || is_link_on_the_way(&e) => 0,
+            Err(e) => return Err(StoreError::io("list", &at.display(&dir), e)),
         };
         if present < layout.block_count() {
             return Ok(false);
         }
+        ensure_dir(at, &self.layout.tmp)?;
         let tmp = self
-            .tmp_dir()
-            .join(format!("{}.tmp", fsutil::unique_stem()));
-        let written = self.write_plain(&tmp, key, layout);
+            .layout
+            .made(&self.layout.tmp, &format!("{}.tmp", fsutil::unique_stem()));
+        let plain = self.layout.plain(key);
+        let written = self.write_plain(at, &tmp, key, layout);
         let placed = match written {
-            Ok(true) => fs::rename(&tmp, self.plain_path(key))
+            Ok(true) => at
+                .rename(&tmp, &plain)
                 .map(|()| true)
-                .map_err(|e| StoreError::io("rename temp file to", &self.plain_path(key), e)),
+                .map_err(|e| StoreError::io("rename temp file to", &at.display(&plain), e)),
             other => other,
         };
         if !matches!(placed, Ok(true)) {
-            let _ = fs::remove_file(&tmp);
+            let _ = at.unlink(&tmp);
             return placed;
         }
         for index in 0..layout.block_count() {
-            let _ = fs::remove_file(self.block_path(&BlockId { key: *key, index }));
+            let _ = at.unlink(&self.layout.block(&BlockId { key: *key, index }));
         }
-        tracing::debug!(tier = self.name_str(), path = %self.plain_path(key).display(),
+        tracing::debug!(tier = self.name_str(), path = %at.display(&plain).display(),
             "object made plain");
         Ok(true)
     }
@@ -159,31 +173,30 @@ impl DirStore {
     /// False if a block is missing or corrupt.
     fn write_plain(
         &self,
-        tmp: &std::path::Path,
+        at: &Beneath,
+        tmp: &Rel,
         key: &CacheKey,
         layout: &BlockLayout,
     ) -> Result<bool, StoreError> {
-        ensure_dir(self.tmp_dir(), self.root())?;
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(tmp)
-            .map_err(|e| StoreError::io("create temp file", tmp, e))?;
+        let shown = || at.display(tmp);
+        let file = at
+            .create_new(tmp, FILE_MODE)
+            .map_err(|e| StoreError::io("create temp file", &shown(), e))?;
         let mut out = BufWriter::with_capacity(1 << 20, &file);
         for index in 0..layout.block_count() {
             let id = BlockId { key: *key, index };
-            match self.read_block_file(&id, layout.block_len(index))? {
+            match self.read_block_file(at, &id, layout.block_len(index))? {
                 Lookup::Hit(data) => out
                     .write_all(&data)
-                    .map_err(|e| StoreError::io("write", tmp, e))?,
+                    .map_err(|e| StoreError::io("write", &shown(), e))?,
                 Lookup::Miss | Lookup::Corrupt(_) => return Ok(false),
             }
         }
-        out.flush().map_err(|e| StoreError::io("write", tmp, e))?;
+        out.flush()
+            .map_err(|e| StoreError::io("write", &shown(), e))?;
         drop(out);
         file.sync_all()
-            .map_err(|e| StoreError::io("fsync", tmp, e))?;
+            .map_err(|e| StoreError::io("fsync", &shown(), e))?;
         Ok(true)
     }
 }

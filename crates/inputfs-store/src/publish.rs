@@ -12,58 +12,64 @@
 //! torn by a crash fails its checksum and is fetched again. Whatever happens,
 //! the temp file is removed (a guard does it on every early return).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::IntoRawFd;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use inputfs_core::BlockId;
 use inputfs_core::store::Placed;
 
+use crate::beneath::{Beneath, Kind, Rel};
 use crate::dir::DirStore;
 use crate::error::{StoreError, errno};
 use crate::format;
 use crate::fsutil::{self, FILE_MODE, ensure_dir};
 
 /// A temp file that is removed when dropped, unless it was renamed into place.
-struct TempFile {
-    path: PathBuf,
+struct TempFile<'a> {
+    at: &'a Beneath,
+    rel: Rel,
     armed: bool,
 }
 
-impl Drop for TempFile {
+impl Drop for TempFile<'_> {
     fn drop(&mut self) {
         if self.armed
-            && let Err(e) = fs::remove_file(&self.path)
+            && let Err(e) = self.at.unlink(&self.rel)
             && e.kind() != io::ErrorKind::NotFound
         {
-            tracing::debug!(path = %self.path.display(), error = %e, "could not remove temp file");
+            tracing::debug!(path = %self.at.display(&self.rel).display(), error = %e,
+                "could not remove temp file");
         }
     }
 }
 
 impl DirStore {
     /// Write `data` as block `id` (see the module docs for how).
-    pub(crate) fn publish(&self, id: &BlockId, data: &[u8]) -> Result<Placed, StoreError> {
-        let final_path = self.block_path(id);
-        let object_dir = self.object_dir(&id.key);
+    pub(crate) fn publish(
+        &self,
+        at: &Beneath,
+        id: &BlockId,
+        data: &[u8],
+    ) -> Result<Placed, StoreError> {
+        let final_rel = self.layout.block(id);
+        let object_rel = self.layout.object(&id.key);
         // Journal time of this placement: taken before it starts, so a block
         // that lands in a directory an eviction is moving away counts as older
         // than the eviction (and is not counted); refreshed below if the
         // directory has to be made again.
         let mut since = crate::usage::now_ms();
-        ensure_dir(&object_dir, self.root())?;
+        ensure_dir(at, &object_rel)?;
         let header = format::encode_header(&id.key, id.index, data);
-        let tmp = self.write_temp(&header, data)?;
+        let tmp = self.write_temp(at, &header, data)?;
         let parts = Parts {
-            final_path: &final_path,
-            object_dir: &object_dir,
+            final_rel: &final_rel,
+            object_rel: &object_rel,
             header: &header,
             data,
         };
-        let placed = self.place(tmp, &parts, &mut since)?;
+        let placed = self.place(at, tmp, &parts, &mut since)?;
         if placed == Placed::New {
             self.record_placed(id, (header.len() + data.len()) as u64, since);
         }
@@ -71,60 +77,83 @@ impl DirStore {
     }
 
     /// Create a fresh temp file holding `header` + `data`, and close it.
-    fn write_temp(&self, header: &[u8], data: &[u8]) -> Result<TempFile, StoreError> {
+    fn write_temp<'a>(
+        &self,
+        at: &'a Beneath,
+        header: &[u8],
+        data: &[u8],
+    ) -> Result<TempFile<'a>, StoreError> {
         let mut recreated_tmp = false;
         let mut attempts = 0;
         let (file, tmp) = loop {
             attempts += 1;
-            let path = self.tmp.join(format!("{}.tmp", fsutil::unique_stem()));
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(FILE_MODE)
-                .open(&path)
-            {
-                Ok(f) => break (f, TempFile { path, armed: true }),
+            let rel = self
+                .layout
+                .made(&self.layout.tmp, &format!("{}.tmp", fsutil::unique_stem()));
+            match at.create_new(&rel, FILE_MODE) {
+                Ok(f) => {
+                    break (
+                        f,
+                        TempFile {
+                            at,
+                            rel,
+                            armed: true,
+                        },
+                    );
+                }
                 // A name clash (pid reuse in another container with our host
                 // name?): draw another name.
-                Err(e) if fsutil::already_exists(&e, &path) && attempts < 4 => {}
-                // `tmp/` was removed (by hand or by a cleanup): make it again, once.
-                Err(e) if e.kind() == io::ErrorKind::NotFound && !recreated_tmp => {
+                Err(e) if fsutil::already_exists(at, &e, &rel) && attempts < 4 => {}
+                // `tmp/` was removed (by hand or by a cleanup) or replaced by
+                // something else: make it again, once.
+                Err(e)
+                    if (e.kind() == io::ErrorKind::NotFound
+                        || crate::dir::is_link_on_the_way(&e))
+                        && !recreated_tmp =>
+                {
                     recreated_tmp = true;
-                    ensure_dir(&self.tmp, self.root())?;
+                    ensure_dir(at, &self.layout.tmp)?;
                 }
-                Err(e) => return Err(StoreError::io("create temp file", &path, e)),
+                Err(e) => return Err(StoreError::io("create temp file", &at.display(&rel), e)),
             }
         };
-        fsutil::set_file_mode(&file);
+        let shown = || at.display(&tmp.rel);
         let mut w = &file;
         w.write_all(header)
             .and_then(|()| w.write_all(data))
-            .map_err(|e| StoreError::io("write", &tmp.path, e))?;
-        close(file).map_err(|e| StoreError::io("close", &tmp.path, e))?;
+            .map_err(|e| StoreError::io("write", &shown(), e))?;
+        close(file).map_err(|e| StoreError::io("close", &shown(), e))?;
         Ok(tmp)
     }
 
-    /// Move the closed temp file to `final_path`: link (or rename), treating
+    /// Move the closed temp file to its final name: link (or rename), treating
     /// "already there" as success. Retries once if something vanished in
     /// between: the object's directory (evicted by another worker) or the
     /// temp file itself (the cache directory was removed and made again while
     /// the block was written: on a slow network mount a publish takes long
     /// enough for that to matter). If the retry finds its object's directory
     /// gone again while the cache directory is intact, the object was evicted
-    /// under it twice: that is a lost race, not a failing tier.
-    fn place(
+    /// under it twice: that is a lost race, not a failing tier. Something
+    /// other than a regular file at the final name (planted by someone) is
+    /// removed, never followed, and the block placed.
+    fn place<'a>(
         &self,
-        mut tmp: TempFile,
+        at: &'a Beneath,
+        mut tmp: TempFile<'a>,
         parts: &Parts,
         since: &mut u64,
     ) -> Result<Placed, StoreError> {
-        let final_path = parts.final_path;
+        let final_rel = parts.final_rel;
+        let shown = || at.display(final_rel);
         for attempt in 0..2 {
             let retry = attempt == 0;
             if !self.no_links.load(Ordering::Relaxed) {
-                match fs::hard_link(&tmp.path, final_path) {
+                match at.link(&tmp.rel, final_rel) {
                     Ok(()) => return Ok(Placed::New), // the guard unlinks the temp name
-                    Err(e) if fsutil::already_exists(&e, final_path) => {
+                    Err(e) if fsutil::already_exists(at, &e, final_rel) => {
+                        if retry && self.remove_non_file(at, final_rel) {
+                            continue;
+                        }
                         return Ok(Placed::AlreadyThere);
                     }
                     // sshfs: EPERM for a block linked by another worker and
@@ -136,21 +165,21 @@ impl DirStore {
                                 "hard links unsupported here; publishing by rename");
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound && retry => {
-                        tmp = self.make_again(tmp, parts, since)?;
+                    Err(e) if vanished(&e) && retry => {
+                        tmp = self.make_again(at, tmp, parts, since)?;
                         continue;
                     }
-                    Err(e) if self.evicted_under(&e, &tmp) => return Ok(Placed::Evicted),
-                    Err(e) => return Err(StoreError::io("link temp file to", final_path, e)),
+                    Err(e) if self.evicted_under(at, &e, &tmp) => return Ok(Placed::Evicted),
+                    Err(e) => return Err(StoreError::io("link temp file to", &shown(), e)),
                 }
             }
             // `rename` replaces a block already there without a word: look
             // first (one `stat`, only where links are unsupported) so a worker
             // learns it fetched a block another worker had published.
-            if fs::symlink_metadata(final_path).is_ok_and(|m| m.is_file()) {
+            if at.stat(final_rel).is_ok_and(|s| Kind::of(&s) == Kind::File) {
                 return Ok(Placed::AlreadyThere);
             }
-            match fs::rename(&tmp.path, final_path) {
+            match at.rename(&tmp.rel, final_rel) {
                 Ok(()) => {
                     tmp.armed = false;
                     return Ok(Placed::New);
@@ -160,26 +189,44 @@ impl DirStore {
                 Err(e) if matches!(errno(&e), libc::EEXIST | libc::EBUSY | libc::EACCES) => {
                     return Ok(Placed::AlreadyThere);
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound && retry => {
-                    tmp = self.make_again(tmp, parts, since)?;
+                Err(e) if vanished(&e) && retry => {
+                    tmp = self.make_again(at, tmp, parts, since)?;
                 }
-                Err(e) if self.evicted_under(&e, &tmp) => return Ok(Placed::Evicted),
-                Err(e) => return Err(StoreError::io("rename temp file to", final_path, e)),
+                Err(e) if self.evicted_under(at, &e, &tmp) => return Ok(Placed::Evicted),
+                Err(e) => return Err(StoreError::io("rename temp file to", &shown(), e)),
             }
         }
         Err(StoreError::io(
             "publish",
-            final_path,
+            &shown(),
             io::Error::from(io::ErrorKind::NotFound),
         ))
     }
+
+    /// If something other than a regular file holds `rel` (a block's name),
+    /// remove it, never following it; returns whether it did.
+    fn remove_non_file(&self, at: &Beneath, rel: &Rel) -> bool {
+        match at.stat(rel) {
+            Ok(stat) if Kind::of(&stat) != Kind::File => {
+                self.remove_intruder(at, rel, Kind::of(&stat));
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether a placement failed because a name on the way vanished (or was
+/// replaced by something that is not a directory).
+fn vanished(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || crate::dir::is_link_on_the_way(e)
 }
 
 /// What a publish places where: kept together so a retry can write the temp
 /// file again.
 struct Parts<'a> {
-    final_path: &'a Path,
-    object_dir: &'a Path,
+    final_rel: &'a Rel,
+    object_rel: &'a Rel,
     header: &'a [u8],
     data: &'a [u8],
 }
@@ -188,28 +235,29 @@ impl DirStore {
     /// Whether `e`, the error of the retried placement, is `ENOENT` with the
     /// temp file and the cache directory intact: the object's directory was
     /// evicted again.
-    fn evicted_under(&self, e: &io::Error, tmp: &TempFile) -> bool {
+    fn evicted_under(&self, at: &Beneath, e: &io::Error, tmp: &TempFile) -> bool {
         e.kind() == io::ErrorKind::NotFound
-            && fs::symlink_metadata(&tmp.path).is_ok()
+            && at.stat(&tmp.rel).is_ok()
             && self.missing_dir().is_none()
     }
 
     /// Before the one retry of [`place`](Self::place): make the object's
     /// directory again, and the temp file if it went with a removed cache
     /// directory. The placement's journal time is taken anew.
-    fn make_again(
+    fn make_again<'a>(
         &self,
-        tmp: TempFile,
+        at: &'a Beneath,
+        tmp: TempFile<'a>,
         parts: &Parts,
         since: &mut u64,
-    ) -> Result<TempFile, StoreError> {
+    ) -> Result<TempFile<'a>, StoreError> {
         *since = crate::usage::now_ms();
-        ensure_dir(parts.object_dir, self.root())?;
-        if fs::symlink_metadata(&tmp.path).is_ok() {
+        ensure_dir(at, parts.object_rel)?;
+        if at.stat(&tmp.rel).is_ok() {
             return Ok(tmp);
         }
         drop(tmp);
-        self.write_temp(parts.header, parts.data)
+        self.write_temp(at, parts.header, parts.data)
     }
 }
 

@@ -5,9 +5,10 @@
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
+use crate::beneath::{Beneath, Kind};
 use crate::dir::DirStore;
 use crate::error::{StoreError, errno};
 use crate::fsutil::ensure_dir;
@@ -35,12 +36,15 @@ impl DirStore {
     }
 
     /// Run one call of the store: admitted first, its failure reported.
+    /// The call gets the handle through which it reaches the directory.
     pub(crate) fn call<T>(
         &self,
-        call: impl FnOnce() -> Result<T, StoreError>,
+        call: impl FnOnce(&Beneath) -> Result<T, StoreError>,
     ) -> inputfs_core::Result<T> {
         let ticket = self.admit().map_err(|e| e.into_tier(self.name_str()))?;
-        call().map_err(|e| self.tier_error(ticket, e))
+        self.at()
+            .and_then(|at| call(&at))
+            .map_err(|e| self.tier_error(ticket, e))
     }
 
     /// Calls this store refused as unusable since it was opened.
@@ -70,27 +74,25 @@ impl DirStore {
                 Ok(_) => meta.dev(),
                 Err(seen) => seen,
             };
-        let had_root = fs::metadata(self.root()).is_ok_and(|m| m.is_dir());
+        // By the handle: a link planted at the root's name is no root.
+        let had_root = self
+            .at()
+            .and_then(|at| {
+                at.stat(&self.layout.root)
+                    .map_err(|e| StoreError::io("stat", dir, e))
+            })
+            .is_ok_and(|s| Kind::of(&s) == Kind::Dir);
         if meta.dev() != first && !had_root {
             return Err(StoreError::OtherDevice {
                 path: dir.to_path_buf(),
             });
         }
-        ensure_dir(self.root(), dir)?;
-        for sub in self.subdirs() {
-            ensure_dir(sub, dir)?;
+        let at = self.at()?;
+        ensure_dir(&at, &self.layout.root)?;
+        for sub in self.layout.subdirs() {
+            ensure_dir(&at, sub)?;
         }
         Ok(!had_root)
-    }
-
-    /// The directories a set-up store has under its root.
-    fn subdirs(&self) -> [&Path; 4] {
-        [
-            self.objects_dir(),
-            self.tmp_dir(),
-            self.corrupt_dir(),
-            self.claims_dir(),
-        ]
     }
 
     /// Admit a call (see `health`): set the store up first if it is down.
@@ -156,12 +158,15 @@ impl DirStore {
     }
 
     /// The first of `DIR`, the root and its subdirectories that is not
-    /// there (as a directory), if any.
-    pub(crate) fn missing_dir(&self) -> Option<&Path> {
-        std::iter::once(self.dir())
-            .chain(std::iter::once(self.root()))
-            .chain(self.subdirs())
-            .find(|p| !fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
+    /// there (as a directory: a link is not one), if any.
+    pub(crate) fn missing_dir(&self) -> Option<PathBuf> {
+        let Ok(at) = self.at() else {
+            return Some(self.dir().to_path_buf());
+        };
+        std::iter::once(&self.layout.root)
+            .chain(self.layout.subdirs())
+            .find(|rel| !at.stat(rel).is_ok_and(|s| Kind::of(&s) == Kind::Dir))
+            .map(|rel| at.display(rel))
     }
 }
 

@@ -9,10 +9,10 @@
 //! they are expired. Blocks moved aside into `corrupt/` are kept `stale_after`
 //! for a post-mortem, then removed.
 
-use std::fs;
 use std::time::Duration;
 
 use crate::dir::DirStore;
+use crate::error::StoreError;
 use crate::fsutil;
 
 /// Leftovers a cache directory holds right now (for `inputfs status`).
@@ -36,37 +36,61 @@ impl DirStore {
     /// Count temp files (and those older than `stale_after`) and claims.
     pub fn strays(&self, stale_after: Duration) -> Strays {
         let mut strays = Strays::default();
-        for e in fs::read_dir(self.tmp_dir()).into_iter().flatten().flatten() {
+        let Ok(at) = self.at() else {
+            return strays;
+        };
+        for (_, stat) in at.entries(Some(&self.layout.tmp)).unwrap_or_default() {
             strays.temp_files += 1;
-            if fsutil::age(&e) >= stale_after {
+            if fsutil::age(&stat) >= stale_after {
                 strays.stale_temp_files += 1;
             }
         }
-        strays.claims = fs::read_dir(self.claims_dir())
-            .into_iter()
-            .flatten()
-            .count();
+        strays.claims = at.entries(Some(&self.layout.claims)).map_or(0, |e| e.len());
         strays
     }
 
-    /// Remove leftovers of dead workers (see the module docs). Never fails:
-    /// anything it cannot remove is left for the next sweep.
-    pub fn sweep(&self, stale_after: Duration, claim_ttl: Duration) -> Swept {
-        let swept = Swept {
-            temp_files: fsutil::remove_files_where(self.tmp_dir(), |name, age| {
-                dead_local_writer(name) || age >= stale_after
-            }),
-            claims: self.sweep_claims(claim_ttl),
-            corrupt: fsutil::remove_files_where(self.corrupt_dir(), |_, age| age >= stale_after),
+    /// Remove leftovers of dead workers (see the module docs), or with
+    /// `dry_run` only count what would go, by the same rules. Fails only if
+    /// the cache directory cannot be opened: anything it cannot remove is
+    /// left for the next sweep.
+    pub fn sweep(
+        &self,
+        stale_after: Duration,
+        claim_ttl: Duration,
+        dry_run: bool,
+    ) -> Result<Swept, StoreError> {
+        let at = self.at()?;
+        let temp = |name: &str, age: Duration| dead_local_writer(name) || age >= stale_after;
+        let corrupt = |_: &str, age: Duration| age >= stale_after;
+        let swept = if dry_run {
+            let count = |dir, rule: &dyn Fn(&str, Duration) -> bool| {
+                at.entries(Some(dir)).map_or(0, |entries| {
+                    entries
+                        .iter()
+                        .filter(|(name, stat)| rule(&name.to_string_lossy(), fsutil::age(stat)))
+                        .count()
+                })
+            };
+            Swept {
+                temp_files: count(&self.layout.tmp, &temp),
+                claims: self.sweep_claims(&at, claim_ttl, true),
+                corrupt: count(&self.layout.corrupt, &corrupt),
+            }
+        } else {
+            Swept {
+                temp_files: fsutil::remove_entries_where(&at, &self.layout.tmp, temp),
+                claims: self.sweep_claims(&at, claim_ttl, false),
+                corrupt: fsutil::remove_entries_where(&at, &self.layout.corrupt, corrupt),
+            }
         };
-        if swept != Swept::default() {
+        if swept != Swept::default() && !dry_run {
             tracing::info!(
                 tier = self.name_str(),
                 ?swept,
                 "removed leftovers of dead workers"
             );
         }
-        swept
+        Ok(swept)
     }
 }
 

@@ -130,15 +130,19 @@ fn sweep_removes_what_dead_workers_left() {
     assert_eq!(a.claim(&block(1), LONG).unwrap(), Claim::Acquired);
     // Let the 1 ms claim expire (time passing is the condition under test).
     std::thread::sleep(Duration::from_millis(20));
-    let swept = b.sweep(Duration::from_secs(3600), LONG);
-    assert_eq!(
-        swept,
-        Swept {
-            temp_files: 2,
-            claims: 1,
-            corrupt: 0
-        }
-    );
+    let expected = Swept {
+        temp_files: 2,
+        claims: 1,
+        corrupt: 0,
+    };
+    // A dry run counts exactly what the real one then removes, and removes
+    // nothing.
+    let dry = b.sweep(Duration::from_secs(3600), LONG, true).unwrap();
+    assert_eq!(dry, expected);
+    assert!(dead_local.exists() && old_remote.exists());
+    assert!(a.claim_path(&block(0)).exists());
+    let swept = b.sweep(Duration::from_secs(3600), LONG, false).unwrap();
+    assert_eq!(swept, expected);
     assert!(!dead_local.exists() && !old_remote.exists());
     assert!(live_local.exists() && young_remote.exists());
     assert!(!a.claim_path(&block(0)).exists());

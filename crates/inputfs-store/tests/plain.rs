@@ -11,7 +11,6 @@ use common::pattern;
 use inputfs_core::store::Lookup;
 use inputfs_core::{BlockId, BlockLayout, BlockStore, CacheKey, SourceKind};
 use inputfs_store::DirStore;
-use inputfs_store::usage::Index;
 
 const BS: u64 = 4096;
 
@@ -167,7 +166,7 @@ fn stores_without_plain_files_never_make_them() {
 fn a_rescan_counts_the_plain_file_as_the_object_bytes() {
     let f = fixture(true);
     assert!(f.store.make_plain(&f.key, &f.layout).unwrap());
-    let index = Index::rescan(f.store.objects_dir());
+    let index = f.store.rescan_usage().unwrap();
     let usage = index.objects.get(&f.key).expect("object in the rescan");
     assert_eq!(usage.blocks.values().sum::<u64>(), f.layout.object_size);
 }

@@ -96,10 +96,10 @@ fn modes_are_group_writable_and_setgid() {
         s.objects_dir(),
         s.tmp_dir(),
         s.corrupt_dir(),
-        &fanout,
-        &object_dir,
+        fanout,
+        object_dir,
     ] {
-        let mode = fs::metadata(d).unwrap().mode() & 0o7777;
+        let mode = fs::metadata(&d).unwrap().mode() & 0o7777;
         assert_eq!(mode, 0o2775, "{}", d.display());
     }
     let mode = fs::metadata(s.block_path(&id)).unwrap().mode() & 0o7777;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use inputfs_core::store::Lookup;
 use inputfs_core::{BlockId, BlockStore, CacheKey, SourceKind};
-use inputfs_store::usage::{Index, ObjectUsage};
+use inputfs_store::usage::ObjectUsage;
 use inputfs_store::{DirStore, Limits, UsageCounters};
 
 const BLOCK: usize = 10_000;
@@ -72,10 +72,7 @@ fn the_sweep_evicts_least_recently_read_objects_first() {
     for (n, at) in [(3, 100), (1, 200), (4, 300), (2, 400)] {
         index.objects.get_mut(&key(n)).unwrap().last_access = at;
     }
-    fs::create_dir_all(dir.path().join("inputfs-v1/index")).unwrap();
-    index
-        .save_new(&dir.path().join("inputfs-v1/index"), store.tmp_dir())
-        .unwrap();
+    store.save_usage_index(&index).unwrap();
     let limits = Limits {
         max_bytes: Some(2 * 3 * FILE),
         min_free_percent: None,
@@ -160,9 +157,7 @@ fn a_sweeper_counts_what_other_workers_placed() {
     // B sweeps: it has never seen A's objects except through A's journal.
     let report = b.evict(&Limits::default(), false).unwrap().unwrap();
     assert_eq!(report.used_before, 7 * FILE);
-    let index = Index::load_latest(&dir.path().join("inputfs-v1/index"))
-        .unwrap()
-        .unwrap();
+    let index = b.saved_usage_index().unwrap().unwrap();
     assert_eq!(index.objects[&key(1)].blocks.len(), 4);
     assert_eq!(index.objects[&key(2)].blocks.len(), 3);
     // Later records are folded in incrementally, without a rescan.

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use bytesize::ByteSize;
 use inputfs_store::Limits;
 use serde::Serialize;
@@ -55,11 +55,11 @@ pub fn run(dirs: &TierDirs, max_size: Option<ByteSize>, dry_run: bool, json: boo
             }
             std::thread::sleep(Duration::from_millis(500));
         };
-        let swept = if dry_run {
-            Default::default()
-        } else {
-            store.sweep(STALE_AFTER, Duration::from_secs(20))
-        };
+        // The same rules either way, so a dry run reports what the real run
+        // then removes.
+        let swept = store
+            .sweep(STALE_AFTER, Duration::from_secs(20), dry_run)
+            .with_context(|| format!("{}: sweeping leftovers", dir.display()))?;
         reports.push(GcReport {
             tier: tier.to_string(),
             dry_run,
@@ -81,7 +81,7 @@ pub fn run(dirs: &TierDirs, max_size: Option<ByteSize>, dry_run: bool, json: boo
     for r in &reports {
         let verb = if r.dry_run { "would remove" } else { "removed" };
         println!(
-            "{} tier: {verb} {} objects ({} blocks, {}); usage {} -> {} (target {}); {} temp files and {} stale claims removed{}",
+            "{} tier: {verb} {} objects ({} blocks, {}); usage {} -> {} (target {}); {verb} {} temp files and {} stale claims{}",
             r.tier,
             r.objects_removed,
             r.blocks_removed,

@@ -37,14 +37,14 @@ pub struct TierStats {
     pub errors: u64,
 }
 
-/// Directory of worker statistics files in a cache directory.
-pub fn workers_dir(store: &DirStore) -> PathBuf {
-    store.root().join("workers")
-}
-
-fn own_stats_file(store: &DirStore) -> PathBuf {
+/// The name of this worker's note in a cache directory's `workers/`.
+fn own_note() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    workers_dir(store).join(format!("{}.{}.json", host.trim(), std::process::id()))
+    format!(
+        "{}.{}.json",
+        host.trim().replace('/', "_"),
+        std::process::id()
+    )
 }
 
 pub fn unix_ms() -> u64 {
@@ -109,16 +109,15 @@ fn upkeep(store: &DirStore, engine: &Engine, mountpoint: &std::path::Path, tick:
     if let Err(e) = store.flush_usage() {
         tracing::debug!(root = %store.root().display(), error = %e, "usage journal not written");
     }
-    let stats_file = own_stats_file(store);
     if last {
-        let _ = std::fs::remove_file(&stats_file);
+        store.remove_worker_note(&own_note());
         // Leave the directory within its limits: this worker's last blocks count.
         if store.limits().is_set() {
             let _ = store.sweep_usage(false);
         }
         return;
     }
-    write_stats(store, engine, mountpoint, &stats_file);
+    write_stats(store, engine, mountpoint);
     if store.limits().is_set() && tick.is_multiple_of(SWEEP_EVERY_TICKS) {
         match store.sweep_usage(false) {
             Ok(_) => {}
@@ -127,12 +126,7 @@ fn upkeep(store: &DirStore, engine: &Engine, mountpoint: &std::path::Path, tick:
     }
 }
 
-fn write_stats(
-    store: &DirStore,
-    engine: &Engine,
-    mountpoint: &std::path::Path,
-    path: &std::path::Path,
-) {
+fn write_stats(store: &DirStore, engine: &Engine, mountpoint: &std::path::Path) {
     let s = engine.stats();
     let stats = WorkerStats {
         host: std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -160,20 +154,7 @@ fn write_stats(
     let Ok(json) = serde_json::to_vec_pretty(&stats) else {
         return;
     };
-    let dir = workers_dir(store);
-    let tmp = store
-        .tmp_dir()
-        .join(format!("stats.{}.{}.json", std::process::id(), unix_ms()));
-    // Never create the root (let alone DIR): a root that is gone may be a
-    // vanished network mount, whose bare mount point must stay untouched.
-    let made = match std::fs::create_dir(&dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        other => other,
-    };
-    let written = made
-        .and_then(|()| std::fs::write(&tmp, json))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    if let Err(e) = store.write_worker_note(&own_note(), &json) {
+        tracing::debug!(error = %e, "worker statistics not written");
     }
 }

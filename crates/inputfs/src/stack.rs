@@ -44,7 +44,7 @@ impl Stack {
         let ttl = self.engine.config().claim_timeout;
         for store in &self.stores {
             let store = store.clone();
-            std::thread::spawn(move || store.sweep(STALE_AFTER, ttl));
+            std::thread::spawn(move || store.sweep(STALE_AFTER, ttl, false));
         }
     }
 }

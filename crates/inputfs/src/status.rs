@@ -12,7 +12,7 @@ use inputfs_store::{DirStore, ROOT_NAME};
 use serde::Serialize;
 
 use crate::cli::TierDirs;
-use crate::maintain::{WorkerStats, unix_ms, workers_dir};
+use crate::maintain::{WorkerStats, unix_ms};
 
 /// Workers whose statistics are older than this are not running any more.
 const LIVE: Duration = Duration::from_secs(120);
@@ -58,7 +58,7 @@ pub fn run(dirs: &TierDirs, json: bool) -> Result<()> {
 
 /// Open an existing cache directory without creating anything in it.
 pub fn open_existing(tier: &str, dir: &Path) -> Result<DirStore> {
-    if !dir.join(ROOT_NAME).is_dir() {
+    if !DirStore::holds_cache(dir) {
         bail!(
             "{} holds no inputfs cache (no {ROOT_NAME}/ in it)",
             dir.display()
@@ -106,11 +106,9 @@ fn tier_status(tier: &str, dir: &Path) -> Result<TierStatus> {
 
 fn live_workers(store: &DirStore) -> Vec<WorkerStats> {
     let now = unix_ms();
-    std::fs::read_dir(workers_dir(store))
+    store
+        .worker_notes()
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path()).ok())
         .filter_map(|bytes| serde_json::from_slice::<WorkerStats>(&bytes).ok())
         .filter(|w| now.saturating_sub(w.updated_unix_ms) < LIVE.as_millis() as u64)
         .collect()

@@ -23,14 +23,21 @@
 //! size: a snapshot missing its tail must not pass for one missing objects.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::Path;
 
 use inputfs_core::CacheKey;
+use nix::sys::stat::FileStat;
 
 use super::journal::{self, Record, parse_key, unix_ms};
-use crate::fsutil;
+use crate::beneath::{Beneath, Found, Kind, Rel};
+use crate::fsutil::{self, FILE_MODE};
+
+/// The largest snapshot read (about five million objects): a larger file in
+/// `index/` is not ours and counts as no snapshot.
+const SNAPSHOT_MAX: u64 = 512 << 20;
+/// The most read of one journal file in one ingest (journals rotate at
+/// 4 MiB; a larger one is foreign, and its tail is left for later).
+const JOURNAL_READ_MAX: u64 = 64 << 20;
 
 const MAGIC: &str = "inputfs-usage 1";
 
@@ -83,31 +90,33 @@ impl Index {
 
     /// Load the newest snapshot in `index_dir`: `Ok(None)` if there is none or it
     /// is unusable.
-    pub fn load_latest(index_dir: &Path) -> io::Result<Option<Index>> {
-        match newest(index_dir) {
-            Some(path) => Self::load(&path),
+    pub fn load_latest(at: &Beneath, index_dir: &Rel) -> io::Result<Option<Index>> {
+        match newest(at, index_dir) {
+            Some(rel) => Self::load(at, &rel),
             None => Ok(None),
         }
     }
 
     /// Write a new snapshot into `index_dir` (through `tmp_dir`) and remove the
     /// older ones.
-    pub fn save_new(&self, index_dir: &Path, tmp_dir: &Path) -> io::Result<()> {
+    pub fn save_new(&self, at: &Beneath, index_dir: &Rel, tmp_dir: &Rel) -> io::Result<()> {
         let name = format!("usage.{:013}.{:016x}", unix_ms(), fsutil::random_u64());
-        self.save(&index_dir.join(&name), tmp_dir)?;
-        for entry in fs::read_dir(index_dir)?.flatten() {
-            let other = entry.file_name().to_string_lossy().into_owned();
+        self.save(at, &index_dir.trusted_join(&name), tmp_dir)?;
+        for (other, _) in at.entries(Some(index_dir))? {
+            let other = other.to_string_lossy().into_owned();
             if other.starts_with("usage.") && other < name {
-                let _ = fs::remove_file(entry.path());
+                let _ = index_dir.join(&other).map(|rel| at.remove_tree(&rel));
             }
         }
         Ok(())
     }
 
-    /// Load the snapshot at `path`: `Ok(None)` if there is none or it is unusable.
-    pub fn load(path: &Path) -> io::Result<Option<Index>> {
-        match fs::read_to_string(path) {
-            Ok(text) => Ok(Self::parse(&text)),
+    /// Load the snapshot at `rel`: `Ok(None)` if there is none or it is
+    /// unusable (not a regular file, too large, malformed).
+    pub fn load(at: &Beneath, rel: &Rel) -> io::Result<Option<Index>> {
+        match at.read_small(rel, SNAPSHOT_MAX) {
+            Ok(Some(bytes)) => Ok(std::str::from_utf8(&bytes).ok().and_then(Self::parse)),
+            Ok(None) => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(None),
             Err(e) => Err(e),
@@ -171,8 +180,8 @@ impl Index {
         ended.then_some(index)
     }
 
-    /// Write the snapshot to `path` atomically (temp file in `tmp_dir`, rename).
-    fn save(&self, path: &Path, tmp_dir: &Path) -> io::Result<()> {
+    /// Write the snapshot to `rel` atomically (temp file in `tmp_dir`, rename).
+    fn save(&self, at: &Beneath, rel: &Rel, tmp_dir: &Rel) -> io::Result<()> {
         let mut text = format!("{MAGIC} {}\n", self.rescanned_at);
         let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         text.push_str(&format!(
@@ -196,15 +205,13 @@ impl Index {
             ));
         }
         text.push_str(&format!("end {}\n", self.objects.len()));
-        let tmp = tmp_dir.join(format!("{}.usage", fsutil::unique_stem()));
-        let result = fs::File::create(&tmp)
-            .and_then(|mut f| {
-                fsutil::set_file_mode(&f);
-                f.write_all(text.as_bytes())
-            })
-            .and_then(|()| fs::rename(&tmp, path));
+        let tmp = tmp_dir.trusted_join(&format!("{}.usage", fsutil::unique_stem()));
+        let result = at
+            .create_new(&tmp, FILE_MODE)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .and_then(|()| at.rename(&tmp, rel));
         if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+            let _ = at.unlink(&tmp);
         }
         result
     }
@@ -249,17 +256,21 @@ impl Index {
     }
 
     /// Fold in every complete journal line not yet consumed. Returns how many
-    /// records were applied. Journal files that vanished are forgotten.
-    pub fn ingest(&mut self, journal_dir: &Path) -> usize {
-        let Ok(entries) = fs::read_dir(journal_dir) else {
+    /// records were applied. Journal files that vanished are forgotten;
+    /// anything in `journal/` but a regular file is skipped.
+    pub fn ingest(&mut self, at: &Beneath, journal_dir: &Rel) -> usize {
+        let Ok(entries) = at.entries(Some(journal_dir)) else {
             return 0;
         };
         let mut applied = 0;
         let mut present = BTreeMap::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
+        for (name, _) in entries {
+            let name = name.to_string_lossy().into_owned();
             let from = self.consumed.get(&name).copied().unwrap_or(0);
-            let Ok(tail) = read_from(&entry.path(), from) else {
+            let tail = journal_dir
+                .join(&name)
+                .and_then(|rel| read_from(at, &rel, from));
+            let Ok(Some(tail)) = tail else {
                 present.insert(name, from);
                 continue;
             };
@@ -278,29 +289,38 @@ impl Index {
     }
 
     /// Build the index from the block files themselves. Costs a directory listing
-    /// per object and a `stat` per block file.
-    pub fn rescan(objects_dir: &Path) -> Index {
+    /// per object and a `stat` per block file (from the listing, never
+    /// following a link: only regular files count).
+    pub fn rescan(at: &Beneath, objects_dir: &Rel) -> Index {
         let mut index = Index {
             rescanned_at: unix_ms(),
             ..Index::default()
         };
-        for fan in fs::read_dir(objects_dir).into_iter().flatten().flatten() {
-            for obj_dir in fs::read_dir(fan.path()).into_iter().flatten().flatten() {
-                let name = obj_dir.file_name();
+        let dirs = |rel: &Rel| {
+            at.entries(Some(rel))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, stat)| Kind::of(stat) == Kind::Dir)
+                .filter_map(|(name, stat)| Some((rel.join(&name).ok()?, name, stat)))
+                .collect::<Vec<_>>()
+        };
+        for (fan, _, _) in dirs(objects_dir) {
+            for (obj_dir, name, stat) in dirs(&fan) {
                 let Some(key) = parse_key(&name.to_string_lossy()) else {
                     continue;
                 };
                 let mut obj = ObjectUsage {
-                    last_access: mtime_ms(&obj_dir.path()),
+                    last_access: mtime_ms(&stat),
                     ..ObjectUsage::default()
                 };
-                for block in fs::read_dir(obj_dir.path()).into_iter().flatten().flatten() {
-                    let file = block.file_name();
+                for (file, stat) in at.entries(Some(&obj_dir)).unwrap_or_default() {
+                    if Kind::of(&stat) != Kind::File {
+                        continue;
+                    }
+                    let len = u64::try_from(stat.st_size).unwrap_or(0);
                     if file == crate::plain::PLAIN_NAME {
                         // An object held whole: its bytes, under an index no block has.
-                        if let Ok(meta) = block.metadata() {
-                            obj.blocks.insert(u64::MAX, meta.len());
-                        }
+                        obj.blocks.insert(u64::MAX, len);
                         continue;
                     }
                     let Some(hex) = file
@@ -310,8 +330,8 @@ impl Index {
                     else {
                         continue;
                     };
-                    if let (Ok(i), Ok(meta)) = (u64::from_str_radix(&hex, 16), block.metadata()) {
-                        obj.blocks.insert(i, meta.len());
+                    if let Ok(i) = u64::from_str_radix(&hex, 16) {
+                        obj.blocks.insert(i, len);
                     }
                 }
                 index.objects.insert(key, obj);
@@ -322,30 +342,31 @@ impl Index {
 }
 
 /// The newest snapshot file of `index_dir` (names sort by time).
-fn newest(index_dir: &Path) -> Option<std::path::PathBuf> {
-    fs::read_dir(index_dir)
+fn newest(at: &Beneath, index_dir: &Rel) -> Option<Rel> {
+    at.entries(Some(index_dir))
         .ok()?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .into_iter()
+        .map(|(name, _)| name.to_string_lossy().into_owned())
         .filter(|n| n.starts_with("usage."))
         .max()
-        .map(|n| index_dir.join(n))
+        .and_then(|n| index_dir.join(n).ok())
 }
 
-fn read_from(path: &Path, offset: u64) -> io::Result<String> {
-    let mut f = fs::File::open(path)?;
+/// The regular file `rel` from `offset` on, at most [`JOURNAL_READ_MAX`]
+/// bytes; `None` if it is not a regular file.
+fn read_from(at: &Beneath, rel: &Rel, offset: u64) -> io::Result<Option<String>> {
+    let Found::File(mut f, _) = at.open_file(rel)? else {
+        return Ok(None);
+    };
     f.seek(SeekFrom::Start(offset))?;
     let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes)?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    f.take(JOURNAL_READ_MAX).read_to_end(&mut bytes)?;
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
-fn mtime_ms(path: &Path) -> u64 {
-    fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64)
+fn mtime_ms(stat: &FileStat) -> u64 {
+    u64::try_from(stat.st_mtime).unwrap_or(0) * 1000
+        + u64::try_from(stat.st_mtime_nsec).unwrap_or(0) / 1_000_000
 }
 
 #[cfg(test)]
@@ -379,9 +400,13 @@ mod tests {
     #[test]
     fn snapshot_round_trips() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("usage");
-        sample().save(&path, dir.path()).unwrap();
-        assert_eq!(Index::load(&path).unwrap(), Some(sample()));
+        let at = Beneath::open(dir.path()).unwrap();
+        std::fs::create_dir(dir.path().join("tmp")).unwrap();
+        let path = Rel::new("usage").unwrap();
+        sample()
+            .save(&at, &path, &Rel::new("tmp").unwrap())
+            .unwrap();
+        assert_eq!(Index::load(&at, &path).unwrap(), Some(sample()));
         assert_eq!(sample().bytes(), 4268);
         assert_eq!(sample().blocks(), 2);
     }
@@ -389,8 +414,10 @@ mod tests {
     #[test]
     fn unusable_snapshots_load_as_none() {
         let dir = tempfile::tempdir().unwrap();
+        let at = Beneath::open(dir.path()).unwrap();
+        let rel = Rel::new("usage").unwrap();
         let path = dir.path().join("usage");
-        assert_eq!(Index::load(&path).unwrap(), None);
+        assert_eq!(Index::load(&at, &rel).unwrap(), None);
         for bad in [
             "",
             "garbage",
@@ -398,8 +425,8 @@ mod tests {
             "inputfs-usage 1 5\nO zz 1 0:1",
             "inputfs-usage 1 5\nQ a b",
         ] {
-            fs::write(&path, bad).unwrap();
-            assert_eq!(Index::load(&path).unwrap(), None, "{bad:?}");
+            std::fs::write(&path, bad).unwrap();
+            assert_eq!(Index::load(&at, &rel).unwrap(), None, "{bad:?}");
         }
     }
 

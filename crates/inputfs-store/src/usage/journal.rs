@@ -16,15 +16,14 @@
 //! - `R <key> <index>`: this worker removed a block file (it failed a check).
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use inputfs_core::{BlockId, CacheKey};
 
+use crate::beneath::{Beneath, Found, Rel};
 use crate::fsutil::{self, FILE_MODE};
 
 /// How often at most one worker records a read of one object.
@@ -43,7 +42,7 @@ pub(crate) fn unix_ms() -> u64 {
 
 /// This worker's journal in one cache directory.
 pub(crate) struct Journal {
-    dir: PathBuf,
+    dir: Rel,
     stem: String,
     state: Mutex<State>,
 }
@@ -57,9 +56,9 @@ struct State {
 }
 
 impl Journal {
-    pub(crate) fn new(dir: &Path) -> Self {
+    pub(crate) fn new(dir: &Rel) -> Self {
         Journal {
-            dir: dir.to_path_buf(),
+            dir: dir.clone(),
             stem: fsutil::unique_stem(),
             state: Mutex::default(),
         }
@@ -105,7 +104,7 @@ impl Journal {
     /// Write pending records to this worker's journal file. On failure they stay
     /// pending for the next flush (bounded: a cache that cannot be written to
     /// only loses usage records, which the next full rescan restores).
-    pub(crate) fn flush(&self) -> io::Result<()> {
+    pub(crate) fn flush(&self, at: &Beneath) -> io::Result<()> {
         let mut st = self.state();
         if st.pending.is_empty() {
             return Ok(());
@@ -116,9 +115,13 @@ impl Journal {
             let cut = st.pending[cut..].find('\n').map_or(0, |i| cut + i + 1);
             st.pending.drain(..cut);
         }
-        let path = self.path(st.seq);
-        let file = match OpenOptions::new().write(true).open(&path) {
-            Ok(f) => f,
+        let file = match at.open_file_write(&self.path(st.seq)) {
+            Ok(Found::File(f, _)) => f,
+            // Someone put something else at our name: drop it, start anew.
+            Ok(Found::NotRegular(_)) => {
+                at.remove_tree(&self.path(st.seq)).1?;
+                return Err(io::ErrorKind::NotFound.into());
+            }
             // Ours was removed (a sweeper judged it stale): start a new one
             // rather than write at an offset into an empty file.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -126,14 +129,7 @@ impl Journal {
                     st.seq += 1;
                     st.offset = 0;
                 }
-                let f = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .mode(FILE_MODE)
-                    .open(self.path(st.seq))?;
-                fsutil::set_file_mode(&f);
-                f
+                at.create_new(&self.path(st.seq), FILE_MODE)?
             }
             Err(e) => return Err(e),
         };
@@ -148,8 +144,9 @@ impl Journal {
         Ok(())
     }
 
-    fn path(&self, seq: u32) -> PathBuf {
-        self.dir.join(format!("{}.{seq:04}.log", self.stem))
+    fn path(&self, seq: u32) -> Rel {
+        self.dir
+            .trusted_join(&format!("{}.{seq:04}.log", self.stem))
     }
 
     /// The name prefix of this worker's journal files.
@@ -226,7 +223,10 @@ mod tests {
     #[test]
     fn records_round_trip_through_a_file() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::new(dir.path());
+        let at = Beneath::open(dir.path()).unwrap();
+        let j = Journal::new(&Rel::new("j").unwrap());
+        fs::create_dir(dir.path().join("j")).unwrap();
+        let dir = dir.path().join("j");
         j.accessed(&key(1));
         j.accessed(&key(1)); // coarse: recorded once
         j.placed(
@@ -241,9 +241,9 @@ mod tests {
             key: key(2),
             index: 7,
         });
-        j.flush().unwrap();
-        j.flush().unwrap(); // nothing pending: no-op
-        let files: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().collect();
+        j.flush(&at).unwrap();
+        j.flush(&at).unwrap(); // nothing pending: no-op
+        let files: Vec<_> = fs::read_dir(&dir).unwrap().flatten().collect();
         assert_eq!(files.len(), 1);
         let text = fs::read_to_string(files[0].path()).unwrap();
         let recs: Vec<_> = text.lines().map(|l| parse(l).unwrap()).collect();
@@ -263,15 +263,18 @@ mod tests {
     #[test]
     fn a_removed_journal_file_is_started_again() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::new(dir.path());
+        let at = Beneath::open(dir.path()).unwrap();
+        let j = Journal::new(&Rel::new("j").unwrap());
+        fs::create_dir(dir.path().join("j")).unwrap();
+        let dir = dir.path().join("j");
         j.accessed(&key(1));
-        j.flush().unwrap();
-        for e in fs::read_dir(dir.path()).unwrap().flatten() {
+        j.flush(&at).unwrap();
+        for e in fs::read_dir(&dir).unwrap().flatten() {
             fs::remove_file(e.path()).unwrap();
         }
         j.accessed(&key(2));
-        j.flush().unwrap();
-        let files: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().collect();
+        j.flush(&at).unwrap();
+        let files: Vec<_> = fs::read_dir(&dir).unwrap().flatten().collect();
         assert_eq!(files.len(), 1);
         let text = fs::read_to_string(files[0].path()).unwrap();
         assert!(text.starts_with("A "), "no hole at the start: {text:?}");

@@ -19,7 +19,6 @@
 pub mod index;
 pub(crate) mod journal;
 
-use std::fs;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -27,10 +26,12 @@ pub use index::{Index, ObjectUsage};
 pub use journal::ACCESS_INTERVAL;
 pub(crate) use journal::unix_ms as now_ms;
 
+use crate::beneath::Beneath;
 use crate::dir::DirStore;
 use crate::error::StoreError;
 use crate::exclusive::{self, Taken};
 use crate::fsutil::{self, ensure_dir};
+use crate::layout::Layout;
 
 const LEASE_MAGIC: &str = "inputfs-lease 1";
 /// A sweep that takes longer than this loses its lease to the next worker.
@@ -109,9 +110,9 @@ impl std::fmt::Debug for Usage {
 }
 
 impl Usage {
-    pub(crate) fn new(root: &std::path::Path) -> Self {
+    pub(crate) fn new(layout: &Layout) -> Self {
         Usage {
-            journal: journal::Journal::new(&root.join("journal")),
+            journal: journal::Journal::new(&layout.journal),
             limits: Limits::default(),
             estimate: AtomicU64::new(0),
             placed_since_sweep: AtomicU64::new(0),
@@ -202,16 +203,24 @@ impl DirStore {
 
     /// Write this worker's pending usage records (call every few seconds).
     pub fn flush_usage(&self) -> Result<(), StoreError> {
-        let dir = self.root().join("journal");
-        let flushed = self.usage().journal.flush();
+        let at = self.at()?;
+        self.flush_usage_at(&at)
+    }
+
+    fn flush_usage_at(&self, at: &Beneath) -> Result<(), StoreError> {
+        let dir = &self.layout.journal;
+        let flushed = self.usage().journal.flush(at);
         match flushed {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                ensure_dir(&dir, self.root())?;
-                self.usage().journal.flush()
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || crate::dir::is_link_on_the_way(&e) =>
+            {
+                ensure_dir(at, dir)?;
+                self.usage().journal.flush(at)
             }
             other => other,
         }
-        .map_err(|e| StoreError::io("write usage journal", &dir, e))
+        .map_err(|e| StoreError::io("write usage journal", &at.display(dir), e))
     }
 
     /// Sweep now with the configured limits, unless another worker is sweeping
@@ -235,40 +244,42 @@ impl DirStore {
         dry_run: bool,
         configured: bool,
     ) -> Result<Option<Eviction>, StoreError> {
-        let index_dir = self.root().join("index");
-        ensure_dir(&index_dir, self.root())?;
-        let lease_path = index_dir.join("lease");
-        let holding = match exclusive::take(&lease_path, LEASE_MAGIC, LEASE_TTL) {
+        let at = self.at()?;
+        let index_dir = &self.layout.index;
+        ensure_dir(&at, index_dir)?;
+        let lease = self.layout.lease();
+        let holding = match exclusive::take(&at, &lease, LEASE_MAGIC, LEASE_TTL) {
             Ok(Taken::Ours(holding)) => holding,
             Ok(Taken::Held) => return Ok(None),
-            Err(e) => return Err(StoreError::io("take sweep lease", &lease_path, e)),
+            Err(e) => return Err(StoreError::io("take sweep lease", &at.display(&lease), e)),
         };
-        let result = self.evict_holding_lease(limits, dry_run, configured);
-        exclusive::release(&lease_path, &holding);
+        let result = self.evict_holding_lease(&at, limits, dry_run, configured);
+        exclusive::release(&at, &lease, &holding);
         result.map(Some)
     }
 
     fn evict_holding_lease(
         &self,
+        at: &Beneath,
         limits: &Limits,
         dry_run: bool,
         configured: bool,
     ) -> Result<Eviction, StoreError> {
-        let _ = self.flush_usage();
-        let index_dir = self.root().join("index");
-        let loaded =
-            Index::load_latest(&index_dir).map_err(|e| StoreError::io("read", &index_dir, e))?;
+        let _ = self.flush_usage_at(at);
+        let l = &self.layout;
+        let loaded = Index::load_latest(at, &l.index)
+            .map_err(|e| StoreError::io("read", &at.display(&l.index), e))?;
         let stale = |i: &Index| journal::unix_ms().saturating_sub(i.rescanned_at) > RESCAN_EVERY;
         // A rescan reflects the block files as they are now; folding the journals
         // in afterwards adds when objects were read (and at worst re-adds a block
         // removed by hand, which a later sweep finds already gone).
         let (mut index, rescanned) = match loaded {
             Some(i) if !stale(&i) => (i, false),
-            _ => (Index::rescan(self.objects_dir()), true),
+            _ => (Index::rescan(at, &l.objects), true),
         };
-        let records_ingested = index.ingest(&self.root().join("journal"));
+        let records_ingested = index.ingest(at, &l.journal);
         let used_before = index.bytes();
-        let target = self.target(limits, used_before);
+        let target = self.target(at, limits, used_before);
         let mut report = Eviction {
             used_before,
             target,
@@ -284,9 +295,8 @@ impl DirStore {
             .collect();
         order.sort();
         let mut used = used_before;
-        let trash = self.root().join("trash");
         if !dry_run {
-            ensure_dir(&trash, self.root())?;
+            ensure_dir(at, &l.trash)?;
         }
         for (_, _, key) in order {
             if used <= target {
@@ -295,8 +305,11 @@ impl DirStore {
             let obj = &index.objects[&key];
             let (bytes, blocks) = (obj.bytes(), obj.blocks.len());
             if !dry_run {
-                let dest = trash.join(format!("{}.{}", key.to_hex(), fsutil::unique_stem()));
-                match fs::rename(self.object_dir(&key), &dest) {
+                let dest = l.made(
+                    &l.trash,
+                    &format!("{}.{}", key.to_hex(), fsutil::unique_stem()),
+                );
+                match at.rename(&l.object(&key), &dest) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => {
@@ -320,21 +333,21 @@ impl DirStore {
             "swept"
         );
         if !dry_run {
-            empty_trash(&trash);
-            fsutil::remove_files_where(&self.root().join("journal"), |name, age| {
+            empty_trash(at, &l.trash);
+            fsutil::remove_entries_where(at, &l.journal, |name, age| {
                 let own = name.starts_with(self.usage().journal.stem());
                 let consumed = index.consumed.contains_key(name);
                 !own && age >= JOURNAL_STALE && consumed
             });
             index
                 .consumed
-                .retain(|name, _| self.root().join("journal").join(name).exists());
+                .retain(|name, _| l.journal.join(name).is_ok_and(|rel| at.stat(&rel).is_ok()));
             if configured && limits.is_set() {
                 index.limits = *limits;
             }
             index
-                .save_new(&index_dir, self.tmp_dir())
-                .map_err(|e| StoreError::io("write usage index in", &index_dir, e))?;
+                .save_new(at, &l.index, &l.tmp)
+                .map_err(|e| StoreError::io("write usage index in", &at.display(&l.index), e))?;
             let usage = self.usage();
             usage.estimate.store(used, Ordering::Relaxed);
             usage.estimate_known.store(true, Ordering::Relaxed);
@@ -359,10 +372,10 @@ impl DirStore {
     }
 
     /// The usage to shrink to for these limits.
-    fn target(&self, limits: &Limits, used: u64) -> u64 {
+    fn target(&self, at: &Beneath, limits: &Limits, used: u64) -> u64 {
         let mut target = limits.max_bytes.unwrap_or(u64::MAX).min(used);
         if let Some(pct) = limits.min_free_percent
-            && let Some((total, avail)) = fsutil::space(self.root())
+            && let Ok((total, avail)) = at.space(&self.layout.root)
         {
             let want = (total as f64 * pct / 100.0) as u64;
             if avail < want {
@@ -375,17 +388,45 @@ impl DirStore {
     /// The index as of now, without changing anything: the last snapshot plus
     /// the journals since (or a rescan where there is no snapshot).
     pub fn usage_index(&self) -> Result<Index, StoreError> {
-        let index_dir = self.root().join("index");
-        let loaded =
-            Index::load_latest(&index_dir).map_err(|e| StoreError::io("read", &index_dir, e))?;
-        let mut index = loaded.unwrap_or_else(|| Index::rescan(self.objects_dir()));
-        index.ingest(&self.root().join("journal"));
+        let at = self.at()?;
+        let l = &self.layout;
+        let loaded = Index::load_latest(&at, &l.index)
+            .map_err(|e| StoreError::io("read", &at.display(&l.index), e))?;
+        let mut index = loaded.unwrap_or_else(|| Index::rescan(&at, &l.objects));
+        index.ingest(&at, &l.journal);
         Ok(index)
     }
 }
 
-fn empty_trash(trash: &std::path::Path) {
-    for entry in fs::read_dir(trash).into_iter().flatten().flatten() {
-        let _ = fs::remove_dir_all(entry.path());
+impl DirStore {
+    /// The newest saved usage snapshot, as it is (no journals folded in).
+    pub fn saved_usage_index(&self) -> Result<Option<Index>, StoreError> {
+        let at = self.at()?;
+        Index::load_latest(&at, &self.layout.index)
+            .map_err(|e| StoreError::io("read", &at.display(&self.layout.index), e))
+    }
+
+    /// Save `index` as the newest usage snapshot (for tools and tests that
+    /// edit one).
+    pub fn save_usage_index(&self, index: &Index) -> Result<(), StoreError> {
+        let at = self.at()?;
+        ensure_dir(&at, &self.layout.index)?;
+        index
+            .save_new(&at, &self.layout.index, &self.layout.tmp)
+            .map_err(|e| StoreError::io("write usage index in", &at.display(&self.layout.index), e))
+    }
+
+    /// The usage index built from the block files alone (a full rescan).
+    pub fn rescan_usage(&self) -> Result<Index, StoreError> {
+        Ok(Index::rescan(&self.at()?, &self.layout.objects))
+    }
+}
+
+/// Delete what evictions moved into `trash/` (never following a link).
+fn empty_trash(at: &Beneath, trash: &crate::beneath::Rel) {
+    for (name, _) in at.entries(Some(trash)).unwrap_or_default() {
+        if let Ok(rel) = trash.join(&name) {
+            let _ = at.remove_tree(&rel);
+        }
     }
 }
