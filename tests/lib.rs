@@ -20,6 +20,10 @@
 //! - [`mounts`]: running the real `inputfs` binary against a real FUSE mount.
 //! - [`netfs`]: [`SharedDir`], one directory on a network filesystem (sshfs,
 //!   SMB) mounted at several mount points, each standing in for one host.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 pub mod azurite;
 pub mod bins;

@@ -3,6 +3,10 @@
 //! exercise the same real parts), checks every byte it reads, and prints ratios
 //! measured side by side in one run: these machines are shared and noisy, so
 //! absolute figures mean little and no benchmark asserts a speed.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the benchmarks' own data, logs and result files, not a cache directory read by the product"
+)]
 
 pub mod chart;
 pub mod direct;

@@ -8,6 +8,10 @@
 //!
 //! Every store the suite asks for is a fresh directory on the network mount;
 //! all of it is removed with the [`SharedDir`] when the test ends.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,6 +2,10 @@
 //! SIGKILL in the middle of fetches and publishes, and block files corrupted
 //! behind the workers' backs, never make another worker serve a wrong byte; what
 //! dead workers leave behind is cleaned up by later ones.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

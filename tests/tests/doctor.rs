@@ -4,6 +4,10 @@
 //! on a read-only or missing directory, resolves URLs exactly as mount does
 //! (a wrong secret or a missing bucket is one failing line), and leaves no probe
 //! file behind.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,6 +2,10 @@
 //! a tiny shared limit while their sweeps evict under them — no read fails, every
 //! byte is right, and the shared cache is back within its limit afterwards; then
 //! `inputfs status` and `inputfs gc` report and act on the same directory.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use std::os::unix::fs::FileExt;
 use std::path::Path;

@@ -3,6 +3,10 @@
 //! same and different objects concurrently — sequentially and at random offsets —
 //! with every byte checked. Run with the shared cache on a local directory, on
 //! sshfs (strict and default attribute caching) and on SMB.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use std::sync::Arc;
 use std::thread;

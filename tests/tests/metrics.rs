@@ -3,6 +3,10 @@
 //! bytes), then remounted over the same cache and read again (tier hit counters
 //! move, the origin ones stay at zero), and the numbers are checked against the
 //! S3 server's own counts. A taken address fails the mount in one line.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use std::io::Read;
 use std::path::Path;

@@ -5,6 +5,10 @@
 //! distinct block and a warm remount that makes none (azurite's debug log is the
 //! witness, read after the mount stopped), and one-line mount errors. Every byte
 //! read through the FUSE mount is checked against what was uploaded.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use inputfs_tests::azurite::ACCOUNT;
 use inputfs_tests::mounts::{Mount, is_mounted, run_inputfs};

@@ -3,6 +3,10 @@
 //! checked against the source files; and what the origin served, from the
 //! mount's metrics: each distinct block once however often it is read, nothing
 //! on a warm remount.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;

@@ -6,6 +6,10 @@
 //! client could use (the GCS base URL, the metadata server by host and by IP) is
 //! pointed at a dead loopback port, and `strace` records every address the
 //! process connects or sends to, which must all be loopback.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use std::path::Path;
 use std::process::{Command, Stdio};

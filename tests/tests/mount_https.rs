@@ -5,6 +5,10 @@
 //! the mount fails in one line that names the certificate problem, exits non-zero
 //! and leaves nothing mounted. nginx's access log shows the cold read fetched
 //! each block once and a warm remount none.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use inputfs_tests::mounts::{Mount, is_mounted, run_inputfs};
 use inputfs_tests::{NginxServer, TestCa, pattern, sha256_hex};

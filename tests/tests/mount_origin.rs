@@ -2,6 +2,10 @@
 //! with the origin's own counters that a warm remount reads nothing from it, that
 //! the shared tier serves a second worker, and that a random read of a 1 GiB object
 //! fetches only the blocks it needs.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,10 @@
 //! Workers running as different users of one group share one cache: each can read
 //! what the other published, and publish into directories the other created. The
 //! users come from scripts/setup (fusermount3 needs real user names).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -2,6 +2,10 @@
 //! hosts (two mount points of one [`SharedDir`]): visibility of a closed file,
 //! `O_EXCL`, `link`, rename over an existing file, unlink. Each test prints one
 //! `netfs[KIND]: ...` line of what it observed; the cache is designed from these.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};

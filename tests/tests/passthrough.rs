@@ -3,6 +3,10 @@
 //! or the next) use passthrough (reads bypass the daemon); `--passthrough off`
 //! and a damaged plain file fall back to reads through the daemon. Every read is
 //! checked against the source's checksum, through `read` and through `mmap`.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};

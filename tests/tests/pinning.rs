@@ -2,6 +2,10 @@
 //! resolved, `--locked` mounts exactly it again, and an object overwritten at the
 //! origin never reaches a reader — against servers that honour `If-Match` and
 //! versioning (moto for S3, nginx ETags for http). Every byte read is checked.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use std::os::unix::fs::FileExt;
 use std::path::Path;

@@ -13,6 +13,10 @@
 //!
 //! No test waits for a retry timer: a store that is down sets itself up on the
 //! first call after the directory works, so the next read after a fix uses it.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,10 @@
 //! `inputfs-source` over `file://` URLs (object_store's LocalFileSystem): the same
 //! object / prefix / glob resolution, exact ranged reads, errors, and pinning (a
 //! rewritten file is a new version, never served under the old one).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use std::time::Duration;
 

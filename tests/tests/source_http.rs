@@ -3,6 +3,10 @@
 //! log, `If-Match` pinning (nginx answers 412 once the file changed), signed-URL
 //! query strings kept on the wire but out of the identity, and the one-line
 //! errors for missing files, refused URLs, unlistable prefixes and dead hosts.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use std::time::{Duration, SystemTime};
 

@@ -3,6 +3,10 @@
 //! and against the server's own count of what it served; the one-line errors for
 //! a missing object, wrong credentials and an unreachable endpoint; and version
 //! pinning even though this server ignores `If-Match`.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use inputfs_core::{Error, SourceKind};
 use inputfs_source::{InputSpec, Origin, SourceError};

@@ -42,6 +42,10 @@
 //! failure: `INPUTFS_STRESS_LOGS=DIR` keeps every worker's log, its sampled
 //! metrics and the record of outages there; `INPUTFS_STRESS_LOG` adds
 //! directives to the daemons' log filter (e.g. `inputfs_store=debug`).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};

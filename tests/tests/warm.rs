@@ -5,6 +5,10 @@
 //! block is on local disk and reads are served from it, and that progress shows
 //! up as log lines when stderr is not a terminal. Every byte read is checked
 //! with SHA-256.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use std::path::{Path, PathBuf};
 

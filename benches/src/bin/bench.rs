@@ -3,6 +3,10 @@
 //! Writes `results.json`, `results.md` (also printed) and `results.png` to
 //! `--out`. What each scenario and baseline is: `inputfs_benches::scenarios`;
 //! how the origin is shaped: `inputfs_benches::shape`.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the benchmarks' own data, logs and result files, not a cache directory read by the product"
+)]
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -2,6 +2,10 @@
 //! the same object at the same moment over one shared cache, once with claims
 //! and once without. Prints what each run pulled from the origin, as a multiple
 //! of the object's size, counted by the origin (nginx's access log).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the benchmarks' own data, logs and result files, not a cache directory read by the product"
+)]
 
 use std::path::Path;
 use std::sync::Barrier;

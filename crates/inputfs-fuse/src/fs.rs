@@ -342,6 +342,10 @@ const KERNEL_READAHEAD_KIB: u32 = 1024;
 
 /// Raise the mount's kernel readahead (`/sys/class/bdi/MAJ:MIN/read_ahead_kb`).
 /// Needs root; otherwise the kernel's default stays, which is only slower.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the mount point and sysfs, not a cache directory"
+)]
 fn raise_kernel_readahead(mountpoint: &Path) {
     use std::os::unix::fs::MetadataExt;
     let dev = match std::fs::metadata(mountpoint) {

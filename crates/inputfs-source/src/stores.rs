@@ -343,6 +343,10 @@ fn build_s3(bucket: &str, opts: &StoreOptions) -> Result<StoreEntry, String> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests make files by path on purpose"
+)]
 mod tests {
     use super::*;
 

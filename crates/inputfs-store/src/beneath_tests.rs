@@ -2,6 +2,10 @@
 //! escapes, with a canary tree outside the directory that must not change.
 //! The same cases run once through `openat2` and once through the
 //! component-by-component walk of older kernels.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests plant and inspect cache entries by path on purpose"
+)]
 
 use std::fs;
 use std::io::{Read, Write};

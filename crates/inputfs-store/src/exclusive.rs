@@ -188,6 +188,10 @@ fn parse_expiry(text: &str, magic: &str) -> Option<u128> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests plant and inspect cache entries by path on purpose"
+)]
 mod tests {
     use super::*;
 

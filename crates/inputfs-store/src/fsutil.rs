@@ -81,6 +81,7 @@ pub fn ensure_dir(at: &Beneath, rel: &Rel) -> Result<(), StoreError> {
 pub fn hostname() -> &'static str {
     static HOST: OnceLock<String> = OnceLock::new();
     HOST.get_or_init(|| {
+        #[allow(clippy::disallowed_methods, reason = "procfs, not a cache directory")]
         let raw = fs::read_to_string("/proc/sys/kernel/hostname")
             .ok()
             .map(|s| s.trim().to_string())

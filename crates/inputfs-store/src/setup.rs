@@ -57,6 +57,10 @@ impl DirStore {
     /// Returns whether the root had to be created.
     pub(crate) fn set_up(&self) -> Result<bool, StoreError> {
         let dir = self.dir();
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "DIR itself is configuration (the path the user gave), not cache content"
+        )]
         let meta = match fs::metadata(dir) {
             Ok(m) if m.is_dir() => m,
             Ok(_) => {

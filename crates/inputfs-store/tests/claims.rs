@@ -1,5 +1,9 @@
 //! Claim files and the sweep, with two `DirStore`s over one directory standing in
 //! for two workers.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use std::fs;
 use std::time::{Duration, SystemTime};

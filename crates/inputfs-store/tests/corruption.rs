@@ -1,6 +1,10 @@
 //! Every way a block file can be bad is caught: the read reports `Corrupt` (never
 //! a hit), the file is gone from its path, the next read is a miss, and a fresh
 //! publish is served again byte for byte.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 mod common;
 

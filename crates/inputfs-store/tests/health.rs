@@ -3,6 +3,10 @@
 //! itself up on the first call after the directory works (no timer). A root
 //! removed under a working store is re-created by the next call; an `ENOENT`
 //! below an intact root never takes the store down.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 mod common;
 

@@ -1,6 +1,10 @@
 //! Objects made plain (one file of exactly their bytes, for kernel passthrough):
 //! only when every block is present and verified, served back block by block
 //! with the right bytes, counted by a rescan, and refused when the file is off.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 mod common;
 

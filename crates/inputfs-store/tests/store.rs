@@ -1,5 +1,9 @@
 //! `DirStore` as a `BlockStore`: the shared conformance suite, the exact bytes
 //! and paths it writes, its permissions, and that reopening keeps the cache.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 mod common;
 

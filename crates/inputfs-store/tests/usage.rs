@@ -1,6 +1,10 @@
 //! Size limits: journals, the usage index, the sweep lease and LRU eviction, with
 //! several `DirStore`s over one directory standing in for workers; and the
 //! counters a worker exports as metrics (evictions, its usage estimate).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 use std::fs;
 use std::path::Path;

@@ -1,4 +1,8 @@
 //! Several workers on one cache directory, and publishes that cannot succeed.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests make, plant and inspect files by path on purpose"
+)]
 
 mod common;
 

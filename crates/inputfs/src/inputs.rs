@@ -6,6 +6,10 @@
 //! { "inputs": [ { "name": "train", "url": "s3://bucket/train/" } ] }
 //! ```
 //! Unknown fields are errors, so a typo is caught instead of ignored.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the manifest the user gives, not a cache directory"
+)]
 
 use std::collections::HashSet;
 use std::path::Path;

@@ -39,6 +39,7 @@ pub struct TierStats {
 
 /// The name of this worker's note in a cache directory's `workers/`.
 fn own_note() -> String {
+    #[allow(clippy::disallowed_methods, reason = "procfs, not a cache directory")]
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     format!(
         "{}.{}.json",
@@ -126,6 +127,7 @@ fn upkeep(store: &DirStore, engine: &Engine, mountpoint: &std::path::Path, tick:
     }
 }
 
+#[allow(clippy::disallowed_methods, reason = "procfs, not a cache directory")]
 fn write_stats(store: &DirStore, engine: &Engine, mountpoint: &std::path::Path) {
     let s = engine.stats();
     let stats = WorkerStats {

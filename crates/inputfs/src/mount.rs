@@ -3,6 +3,10 @@
 //!
 //! Everything that can fail because of what the user asked for happens before the
 //! kernel mount, so a bad URL or flag leaves nothing mounted behind.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the mount point, not a cache directory"
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

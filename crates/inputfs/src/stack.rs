@@ -56,6 +56,10 @@ pub fn engine(cache: &CacheArgs, origin: Origin) -> Result<Stack> {
         let dir = cache.cache_dir.clone().unwrap_or_else(cache_home);
         // The local directory is ours to create; a missing *shared* directory is
         // never created (it usually means the network mount is missing).
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "DIR itself is configuration: the local one is the mount's to create"
+        )]
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("--cache-dir {}: cannot create", dir.display()))?;
         let store = DirStore::open(&dir, "local")

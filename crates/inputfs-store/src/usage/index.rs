@@ -370,6 +370,10 @@ fn mtime_ms(stat: &FileStat) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests plant and inspect cache entries by path on purpose"
+)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -211,6 +211,10 @@ pub(crate) fn parse_key(hex: &str) -> Option<CacheKey> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests plant and inspect cache entries by path on purpose"
+)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -8,15 +8,16 @@
 //! Every probe file is made inside a [`Probe`] directory of our own and removed
 //! with it; nothing under the cache's `inputfs-v1/` tree is touched.
 
-use std::fs::{self, OpenOptions};
-use std::hash::{BuildHasher, Hasher};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io;
+use std::path::PathBuf;
 
 use super::{Check, perf};
 use mountinfo::Filesystem;
+pub use probe::Probe;
 
 mod mountinfo;
+mod probe;
 mod semantics;
 mod space;
 
@@ -104,7 +105,7 @@ impl Target {
             return out;
         }
         let probe = match Probe::create(&self.dir).and_then(|p| {
-            write_new(&p.path("writable"), b"inputfs doctor")?;
+            p.write_new("writable", b"inputfs doctor")?;
             Ok(p)
         }) {
             Ok(p) => p,
@@ -148,9 +149,9 @@ impl Target {
         out.push(self.free_space());
         out.push(self.free_inodes());
         if self.tier == Tier::Shared {
-            out.push(perf::small_files(&probe.dir, &target, &self.name()));
+            out.push(perf::small_files(&probe, &target, &self.name()));
             out.push(perf::throughput(
-                &probe.dir,
+                &probe,
                 self.throughput_bytes,
                 &target,
                 &self.name(),
@@ -159,6 +160,10 @@ impl Target {
         out
     }
 
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "DIR itself is configuration (and the local one the mount's to create)"
+    )]
     fn exists(&self) -> Check {
         const ID: &str = "cache.exists";
         let target = self.dir.display().to_string();
@@ -241,88 +246,6 @@ impl Target {
             _ => format!("check the directory and the filesystem it is on, or point {flag} elsewhere"),
         }
     }
-}
-
-/// Create `path` (it must not exist), write `data`, fsync, close.
-fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
-    file.write_all(data)?;
-    file.sync_all()
-}
-
-/// `DIR/doctor-<pid>-<random>/`: where every probe file goes; removed, with
-/// everything in it, on drop.
-pub struct Probe {
-    pub dir: PathBuf,
-}
-
-impl Probe {
-    fn create(parent: &Path) -> io::Result<Probe> {
-        let mut attempt = 0;
-        loop {
-            let dir = parent.join(format!("doctor-{}-{:016x}", std::process::id(), random()));
-            match fs::create_dir(&dir) {
-                Ok(()) => return Ok(Probe { dir }),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 3 => attempt += 1,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-}
-
-/// How often, and how far apart, a removal that meets `EBUSY` is retried.
-const BUSY_RETRIES: u32 = 50;
-const BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
-
-/// Remove a file, retrying while the filesystem answers `EBUSY` (SMB, until
-/// the server has closed it); returns how many retries it took.
-pub fn remove_file_busy(path: &Path) -> io::Result<u32> {
-    let mut retries = 0;
-    loop {
-        match fs::remove_file(path) {
-            Ok(()) => return Ok(retries),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && retries < BUSY_RETRIES => {
-                retries += 1;
-                std::thread::sleep(BUSY_PAUSE);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        let mut result = fs::remove_dir_all(&self.dir);
-        for _ in 0..BUSY_RETRIES {
-            match &result {
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                    std::thread::sleep(BUSY_PAUSE);
-                    result = fs::remove_dir_all(&self.dir);
-                }
-                _ => break,
-            }
-        }
-        if let Err(e) = result {
-            eprintln!(
-                "inputfs: warning: could not remove the probe directory {}: {e}",
-                self.dir.display()
-            );
-        }
-    }
-}
-
-/// 64 random bits: std's per-process random hash keys, mixed with the clock.
-fn random() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    h.write_u128(now.as_nanos());
-    h.finish()
 }
 
 #[cfg(test)]

@@ -3,6 +3,10 @@
 //! directly with mount(2) — `fusermount3` must be installed setuid root, since
 //! that is how an unprivileged process mounts (and how anyone unmounts with
 //! `fusermount3 -u`).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "/dev/fuse, fusermount3 and PATH, not a cache directory"
+)]
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -14,13 +14,12 @@
 //!   large files would be faster from the origin. The server's own cache may
 //!   still serve the read: this measures the network path, not its disks.
 
-use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::Check;
+use super::dir::Probe;
 
 const SMALL_FILES: usize = 50;
 const SMALL_FILE_BYTES: usize = 4096;
@@ -29,19 +28,19 @@ const WARN_P99_MS: f64 = 500.0;
 const WARN_MB_S: f64 = 50.0;
 const CHUNK: usize = 1 << 20;
 
-/// `cache.small_file_latency` in the probe directory `dir`.
-pub fn small_files(dir: &Path, target: &str, name: &str) -> Check {
+/// `cache.small_file_latency` in the probe directory.
+pub fn small_files(probe: &Probe, target: &str, name: &str) -> Check {
     const ID: &str = "cache.small_file_latency";
     let data = vec![0x5a; SMALL_FILE_BYTES];
     let mut times = Vec::with_capacity(SMALL_FILES);
     let mut busy_retries = 0;
     for i in 0..SMALL_FILES {
-        let path = dir.join(format!("small-{i}"));
+        let file = format!("small-{i}");
         let started = Instant::now();
-        match small_file_cycle(&path, &data) {
+        match small_file_cycle(probe, &file, &data) {
             Ok(busy) => busy_retries += busy,
             Err(e) => {
-                let _ = fs::remove_file(&path);
+                let _ = probe.remove_busy(&file);
                 return Check::fail(
                     ID,
                     target,
@@ -87,19 +86,16 @@ pub fn small_files(dir: &Path, target: &str, name: &str) -> Check {
 /// `EBUSY` to an unlink while the server still holds the just-closed file
 /// open; inputfs expects that on network filesystems, so it is retried here
 /// (and counted) rather than failed.
-fn small_file_cycle(path: &Path, data: &[u8]) -> io::Result<u32> {
+fn small_file_cycle(probe: &Probe, name: &str, data: &[u8]) -> io::Result<u32> {
     let step =
         |what: &'static str| move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(step("create"))?;
+    let mut file = probe.create_new(name).map_err(step("create"))?;
     file.write_all(data).map_err(step("write"))?;
     file.sync_all().map_err(step("fsync"))?;
     drop(file);
     let mut back = Vec::with_capacity(data.len());
-    File::open(path)
+    probe
+        .open(name)
         .and_then(|mut f| f.read_to_end(&mut back))
         .map_err(step("read"))?;
     if back != data {
@@ -109,11 +105,11 @@ fn small_file_cycle(path: &Path, data: &[u8]) -> io::Result<u32> {
             data.len()
         )));
     }
-    super::dir::remove_file_busy(path).map_err(step("unlink"))
+    probe.remove_busy(name).map_err(step("unlink"))
 }
 
-/// `cache.throughput`: write then read `bytes` in the probe directory `dir`.
-pub fn throughput(dir: &Path, bytes: u64, target: &str, name: &str) -> Check {
+/// `cache.throughput`: write then read `bytes` in the probe directory.
+pub fn throughput(probe: &Probe, bytes: u64, target: &str, name: &str) -> Check {
     const ID: &str = "cache.throughput";
     if bytes == 0 {
         return Check::ok(
@@ -122,10 +118,9 @@ pub fn throughput(dir: &Path, bytes: u64, target: &str, name: &str) -> Check {
             format!("{name}: not measured (--throughput-size 0)"),
         );
     }
-    let path = dir.join("throughput");
-    let result = write_then_read(&path, bytes);
+    let result = write_then_read(probe, "throughput", bytes);
     // Whatever is left is removed with the probe directory.
-    let _ = super::dir::remove_file_busy(&path);
+    let _ = probe.remove_busy("throughput");
     let (write_s, read_s) = match result {
         Ok(times) => times,
         Err(e) => {
@@ -161,7 +156,7 @@ pub fn throughput(dir: &Path, bytes: u64, target: &str, name: &str) -> Check {
 
 /// Seconds to write (and fsync) `bytes` of a pattern, and to read them back
 /// after dropping the page cache of the file; fails if the bytes differ.
-fn write_then_read(path: &Path, bytes: u64) -> io::Result<(f64, f64)> {
+fn write_then_read(probe: &Probe, name: &str, bytes: u64) -> io::Result<(f64, f64)> {
     let chunk_of = |i: u64| -> Vec<u8> {
         let seed = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         (0..CHUNK as u64)
@@ -174,7 +169,7 @@ fn write_then_read(path: &Path, bytes: u64) -> io::Result<(f64, f64)> {
     let pattern: Vec<Vec<u8>> = (0..chunks.min(4)).map(chunk_of).collect();
     let data = |i: u64| &pattern[(i % 4) as usize][..len_of(i)];
     let started = Instant::now();
-    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    let mut file = probe.create_new(name)?;
     for i in 0..chunks {
         file.write_all(data(i))?;
     }
@@ -182,7 +177,7 @@ fn write_then_read(path: &Path, bytes: u64) -> io::Result<(f64, f64)> {
     drop(file);
     let write_s = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let mut file = File::open(path)?;
+    let mut file = probe.open(name)?;
     // Read from the filesystem, not from this machine's memory. Advisory: a
     // filesystem that ignores it only makes the read look faster.
     // SAFETY: plain syscall on an open descriptor owned by `file`.

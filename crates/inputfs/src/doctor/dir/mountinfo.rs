@@ -1,6 +1,7 @@
 //! Which filesystem a directory is on, from `/proc/self/mountinfo`: shown in
 //! `cache.exists`, and the reason for its warning when a shared cache is on
 //! this machine's own disk.
+#![allow(clippy::disallowed_methods, reason = "procfs, not a cache directory")]
 
 use std::fs;
 use std::path::{Path, PathBuf};

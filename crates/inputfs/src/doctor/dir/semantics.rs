@@ -3,10 +3,9 @@
 //! for claims and the sweep lease, rename over an existing file and hard links
 //! for atomic publishing. Each is tried on probe files.
 
-use std::fs::{self, OpenOptions};
 use std::io;
 
-use super::{Probe, Target, write_new};
+use super::{Probe, Target};
 use crate::doctor::Check;
 
 impl Target {
@@ -15,13 +14,13 @@ impl Target {
     pub(super) fn o_excl(&self, probe: &Probe) -> Check {
         const ID: &str = "cache.o_excl";
         let target = self.dir.display().to_string();
-        let path = probe.path("excl");
+
         let fix = "put the cache on a filesystem that honours O_EXCL (NFSv3 and later, SMB, EFS, Azure Files and Filestore do), or turn cross-worker claims off with --claim-timeout 0";
-        if let Err(e) = write_new(&path, b"first") {
+        if let Err(e) = probe.write_new("excl", b"first") {
             let text = format!("{}: the first O_EXCL create failed: {e}", self.name());
             return Check::fail(ID, &target, text, fix);
         }
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
+        match probe.create_new("excl") {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Check::ok(
                 ID,
                 &target,
@@ -56,20 +55,20 @@ impl Target {
     pub(super) fn rename_over(&self, probe: &Probe) -> Check {
         const ID: &str = "cache.rename_over";
         let target = self.dir.display().to_string();
-        let (old, new) = (probe.path("rename-target"), probe.path("rename-source"));
+        let (old, new) = ("rename-target", "rename-source");
         let new_bytes = b"the new content, longer than the old";
         let result = (|| -> io::Result<Option<String>> {
-            write_new(&old, b"old content")?;
-            write_new(&new, new_bytes)?;
-            fs::rename(&new, &old)?;
-            let now = fs::read(&old)?;
+            probe.write_new(old, b"old content")?;
+            probe.write_new(new, new_bytes)?;
+            probe.rename(new, old)?;
+            let now = probe.read(old)?;
             if now != new_bytes {
                 return Ok(Some(format!(
                     "after the rename the file holds {} bytes that are not the new content",
                     now.len()
                 )));
             }
-            if fs::symlink_metadata(&new).is_ok() {
+            if probe.exists(new) {
                 return Ok(Some(
                     "the renamed file is still there under its old name".into(),
                 ));
@@ -98,9 +97,9 @@ impl Target {
     pub(super) fn link(&self, probe: &Probe) -> Check {
         const ID: &str = "cache.link";
         let target = self.dir.display().to_string();
-        let (src, dst) = (probe.path("link-source"), probe.path("link-target"));
+        let (src, dst) = ("link-source", "link-target");
         let content = b"linked content";
-        if let Err(e) = write_new(&src, content) {
+        if let Err(e) = probe.write_new(src, content) {
             return Check::fail(
                 ID,
                 &target,
@@ -108,7 +107,7 @@ impl Target {
                 &self.fix_for(&e),
             );
         }
-        match fs::hard_link(&src, &dst) {
+        match probe.link(src, dst) {
             Err(e) if links_unsupported(&e) => {
                 return Check::warn(
                     ID,
@@ -128,7 +127,7 @@ impl Target {
             Ok(()) => {}
         }
         let fix = "put the cache on a filesystem where link onto an existing name fails with EEXIST (NFS, EFS, Filestore do)";
-        match fs::hard_link(&src, &dst) {
+        match probe.link(src, dst) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             other => {
                 let got = match other {
@@ -142,7 +141,7 @@ impl Target {
                 return Check::fail(ID, &target, text, fix);
             }
         }
-        match fs::read(&dst) {
+        match probe.read(dst) {
             Ok(read) if read == content => Check::ok(
                 ID,
                 &target,

@@ -1,3 +1,7 @@
+#![allow(clippy::disallowed_methods, reason = "tests inspect the directory by path on purpose")]
+
+use std::path::Path;
+
 use super::mountinfo::unescape;
 use super::*;
 use crate::doctor::Status;
