@@ -51,6 +51,8 @@ pub struct DirStore {
     /// The mount's block size, when objects may be held as plain files (see
     /// the `plain` module; the local tier only).
     plain_block_size: Option<u64>,
+    /// What this process knows of plain files' sidecars and verification.
+    pub(crate) plain: crate::plain::Known,
 }
 
 impl DirStore {
@@ -85,6 +87,7 @@ impl DirStore {
             claims_enabled: false,
             held: Default::default(),
             plain_block_size: None,
+            plain: Default::default(),
         }
     }
 

@@ -15,6 +15,8 @@ pub const ROOT_NAME: &str = "inputfs-v1";
 
 /// The name of an object's plain file inside its object directory.
 pub const PLAIN_NAME: &str = "object.data";
+/// The name of its sidecar of checksums (see `sums`).
+pub const SUMS_NAME: &str = "object.sums";
 
 /// The fixed names under the root.
 #[derive(Debug, Clone)]
@@ -74,6 +76,11 @@ impl Layout {
     /// The object's plain file (see `plain`).
     pub fn plain(&self, key: &CacheKey) -> Rel {
         self.object(key).trusted_join(PLAIN_NAME)
+    }
+
+    /// The plain file's sidecar of checksums.
+    pub fn sums(&self, key: &CacheKey) -> Rel {
+        self.object(key).trusted_join(SUMS_NAME)
     }
 
     /// `claims/<key hex>-<index as 16 hex>.claim`.

@@ -48,6 +48,7 @@ mod layout;
 mod plain;
 mod publish;
 mod setup;
+mod sums;
 mod sweep;
 mod sync;
 pub mod usage;

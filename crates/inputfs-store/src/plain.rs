@@ -3,23 +3,42 @@
 //! Kernel FUSE passthrough hands reads of a file straight to a backing file, with
 //! the same offsets: it needs the object as one plain file, which block files
 //! (each with its header) are not. So once every block of an object is in a
-//! store that allows it (the local tier: private to this worker, on local disk),
-//! the object can be *made plain*: its verified blocks are copied into
-//! `object.data` in the object's directory (temp file, `fsync`, `rename`), and
-//! the block files are then removed, so the object costs its size once.
+//! store that allows it (the local tier), the object can be *made plain*: its
+//! verified blocks are copied into `object.data` in the object's directory
+//! (temp file, `fsync`, `rename`), with their checksums in a sidecar,
+//! `object.sums` (see `sums`), and the block files are then removed, so the
+//! object costs its size once.
 //!
 //! From then on the store serves that object's blocks from the plain file (a
-//! ranged read), and [`DirStore::open_plain`] gives the daemon the file to pass
-//! through. The plain file lives in the object's directory, so eviction (which
-//! moves whole directories) and the usage index treat it as the object's bytes.
-//! It carries no checksum: it was written from blocks that were verified, on a
-//! disk only this worker writes, and passthrough reads could not be checked
-//! anyway. A plain file of the wrong size is removed and counts as absent.
+//! ranged read), and [`DirStore`]'s `open_plain` gives the daemon the file to
+//! pass through. The plain file lives in the object's directory, so eviction
+//! (which moves whole directories) and the usage index treat it as the
+//! object's bytes.
+//!
+//! A plain file is never trusted for being there: the directory may have been
+//! written by another worker or a person (`--cache-dir` pointed at a shared
+//! directory by mistake, say). It is checked against its sidecar before
+//! anyone is served from it:
+//! - a read through the daemon checks the block it reads (one CRC32C of
+//!   bytes it reads anyway);
+//! - passthrough cannot check reads the kernel serves, so before a plain file
+//!   is handed out the whole of it is checked, once per mount and file (by
+//!   device, inode, size and mtime, recorded in this process's memory): a
+//!   full read at local-disk speed, or none for a file this process made
+//!   itself (it was written from verified blocks). `docs/PERFORMANCE.md`
+//!   gives the cost measured.
+//!
+//! A plain file without a sound sidecar, or that fails a check, is removed
+//! with its sidecar and counts as absent (the origin serves the object).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use nix::sys::stat::FileStat;
 
 use bytes::Bytes;
 use inputfs_core::store::Lookup;
@@ -30,6 +49,46 @@ use crate::dir::{DirStore, is_link_on_the_way};
 use crate::error::StoreError;
 use crate::fsutil::{self, FILE_MODE, ensure_dir};
 pub use crate::layout::PLAIN_NAME;
+use crate::sums::{self, Sums};
+
+/// Entries of [`Known`] past which it is forgotten and rebuilt.
+const KNOWN_MAX: usize = 4096;
+
+/// What this process knows of plain files: their sidecars, and which files
+/// (by identity) it checked whole or made itself.
+#[derive(Debug, Default)]
+pub(crate) struct Known {
+    sums: Mutex<HashMap<CacheKey, Arc<Sums>>>,
+    checked: Mutex<HashMap<CacheKey, Identity>>,
+}
+
+/// A file as `fstat` tells it apart from a replacement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: i64,
+    mtime: (i64, i64),
+}
+
+impl Identity {
+    fn of(stat: &FileStat) -> Identity {
+        Identity {
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+            size: stat.st_size,
+            mtime: (stat.st_mtime, stat.st_mtime_nsec),
+        }
+    }
+}
+
+fn remember<V>(map: &Mutex<HashMap<CacheKey, V>>, key: CacheKey, value: V) {
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    if map.len() >= KNOWN_MAX {
+        map.clear();
+    }
+    map.insert(key, value);
+}
 
 impl DirStore {
     /// Where the plain file of `key` lives (for messages and tests).
@@ -37,15 +96,17 @@ impl DirStore {
         self.shown(&self.layout.plain(key))
     }
 
-    /// The object's plain file, opened, and its size, if it is a regular
+    /// The object's plain file, opened, and its `fstat`, if it is a regular
     /// file; anything else there is removed (never followed) and counts as
     /// absent.
-    fn plain_file(&self, at: &Beneath, key: &CacheKey) -> Result<Option<(File, u64)>, StoreError> {
+    fn plain_file(
+        &self,
+        at: &Beneath,
+        key: &CacheKey,
+    ) -> Result<Option<(File, FileStat)>, StoreError> {
         let rel = self.layout.plain(key);
         match at.open_file(&rel) {
-            Ok(Found::File(file, stat)) => {
-                Ok(Some((file, u64::try_from(stat.st_size).unwrap_or(0))))
-            }
+            Ok(Found::File(file, stat)) => Ok(Some((file, stat))),
             Ok(Found::NotRegular(kind)) => {
                 self.remove_intruder(at, &rel, kind);
                 Ok(None)
@@ -53,6 +114,46 @@ impl DirStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound || is_link_on_the_way(&e) => Ok(None),
             Err(e) => Err(StoreError::io("open", &at.display(&rel), e)),
         }
+    }
+
+    /// The sidecar of the plain file of `key`, for an object of `layout`, if
+    /// it is sound (remembered once read).
+    fn plain_sums(&self, at: &Beneath, key: &CacheKey, layout: &BlockLayout) -> Option<Arc<Sums>> {
+        let known = self
+            .plain
+            .sums
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned();
+        if known.is_some() {
+            return known;
+        }
+        let bytes = at
+            .read_small(&self.layout.sums(key), sums::len_for(layout))
+            .ok()??;
+        let sums = Arc::new(Sums::decode(&bytes, key, layout)?);
+        remember(&self.plain.sums, *key, sums.clone());
+        Some(sums)
+    }
+
+    /// Remove the plain file of `key` and its sidecar, and forget them: it
+    /// failed a check (or has none), so the origin serves the object again.
+    fn drop_plain(&self, at: &Beneath, key: &CacheKey, why: &str) {
+        tracing::warn!(tier = self.name_str(), path = %at.display(&self.layout.plain(key)).display(),
+            "plain object file {why}: removed");
+        let _ = at.unlink(&self.layout.plain(key));
+        let _ = at.unlink(&self.layout.sums(key));
+        self.plain
+            .sums
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        self.plain
+            .checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 
     /// The object's plain file, opened for reading, if this store has one of
@@ -66,14 +167,19 @@ impl DirStore {
         if self.plain_block_size().is_none() {
             return Ok(None);
         }
-        let Some((file, len)) = self.plain_file(at, key)? else {
+        let Some((file, stat)) = self.plain_file(at, key)? else {
             return Ok(None);
         };
+        let len = u64::try_from(stat.st_size).unwrap_or(0);
         if len != size {
-            let rel = self.layout.plain(key);
-            tracing::warn!(tier = self.name_str(), path = %at.display(&rel).display(), len, size,
-                "plain object file has the wrong size: removed");
-            let _ = at.unlink(&rel);
+            self.drop_plain(
+                at,
+                key,
+                &format!("has {len} bytes, not the object's {size}"),
+            );
+            return Ok(None);
+        }
+        if !self.checked_whole(at, key, &file, &stat)? {
             return Ok(None);
         }
         self.record_access(&BlockId {
@@ -81,6 +187,50 @@ impl DirStore {
             index: 0,
         });
         Ok(Some(file))
+    }
+
+    /// Whether the plain file `file` of `key` is known good: checked whole
+    /// by this process (or made by it) as the very file it is now, or
+    /// checked whole now against its sidecar. One that fails is removed.
+    fn checked_whole(
+        &self,
+        at: &Beneath,
+        key: &CacheKey,
+        file: &File,
+        stat: &FileStat,
+    ) -> Result<bool, StoreError> {
+        let identity = Identity::of(stat);
+        let known = self
+            .plain
+            .checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .copied();
+        if known == Some(identity) {
+            return Ok(true);
+        }
+        let Some(block_size) = self.plain_block_size() else {
+            return Ok(false);
+        };
+        let layout = BlockLayout::new(block_size, u64::try_from(stat.st_size).unwrap_or(0));
+        let Some(sums) = self.plain_sums(at, key, &layout) else {
+            self.drop_plain(at, key, "has no sound sidecar of checksums");
+            return Ok(false);
+        };
+        let shown = || at.display(&self.layout.plain(key));
+        let mut buf = vec![0u8; usize::try_from(block_size).unwrap_or(0)];
+        for index in 0..layout.block_count() {
+            let len = usize::try_from(layout.block_len(index)).unwrap_or(0);
+            file.read_exact_at(&mut buf[..len], index * block_size)
+                .map_err(|e| StoreError::io("read", &shown(), e))?;
+            if !sums.check(index, &buf[..len]) {
+                self.drop_plain(at, key, &format!("fails its checksum at block {index}"));
+                return Ok(false);
+            }
+        }
+        remember(&self.plain.checked, *key, identity);
+        Ok(true)
     }
 
     /// Serve block `id` (of `expected_len` bytes) from the object's plain
@@ -95,9 +245,10 @@ impl DirStore {
         let Some(block_size) = self.plain_block_size() else {
             return Ok(Lookup::Miss);
         };
-        let Some((file, size)) = self.plain_file(at, &id.key)? else {
+        let Some((file, stat)) = self.plain_file(at, &id.key)? else {
             return Ok(Lookup::Miss);
         };
+        let size = u64::try_from(stat.st_size).unwrap_or(0);
         let shown = || at.display(&self.layout.plain(&id.key));
         let start = id.index.saturating_mul(block_size);
         let in_bounds = start
@@ -106,11 +257,21 @@ impl DirStore {
         if !in_bounds {
             return Ok(Lookup::Miss);
         }
+        let layout = BlockLayout::new(block_size, size);
+        let Some(sums) = self.plain_sums(at, &id.key, &layout) else {
+            self.drop_plain(at, &id.key, "has no sound sidecar of checksums");
+            return Ok(Lookup::Miss);
+        };
         let len = usize::try_from(expected_len)
             .map_err(|e| StoreError::io("read", &shown(), io::Error::other(e)))?;
         let mut buf = vec![0u8; len];
         file.read_exact_at(&mut buf, start)
             .map_err(|e| StoreError::io("read", &shown(), e))?;
+        if !sums.check(id.index, &buf) {
+            let why = format!("fails its checksum at block {}", id.index);
+            self.drop_plain(at, &id.key, &why);
+            return Ok(Lookup::Corrupt(format!("{}: {why}", shown().display())));
+        }
         self.record_access(id);
         Ok(Lookup::Hit(Bytes::from(buf)))
     }
@@ -150,16 +311,29 @@ impl DirStore {
             .made(&self.layout.tmp, &format!("{}.tmp", fsutil::unique_stem()));
         let plain = self.layout.plain(key);
         let written = self.write_plain(at, &tmp, key, layout);
+        // The sidecar goes into place first: a plain file is never without
+        // one (a sidecar without its plain file is harmless).
         let placed = match written {
-            Ok(true) => at
-                .rename(&tmp, &plain)
-                .map(|()| true)
-                .map_err(|e| StoreError::io("rename temp file to", &at.display(&plain), e)),
+            Ok(Some(sums)) => self
+                .place_sums(at, key, layout, &sums)
+                .and_then(|()| {
+                    at.rename(&tmp, &plain)
+                        .map_err(|e| StoreError::io("rename temp file to", &at.display(&plain), e))
+                })
+                .map(|()| Some(sums)),
             other => other,
         };
-        if !matches!(placed, Ok(true)) {
-            let _ = at.unlink(&tmp);
-            return placed;
+        let sums = match placed {
+            Ok(Some(sums)) => sums,
+            other => {
+                let _ = at.unlink(&tmp);
+                return other.map(|_| false);
+            }
+        };
+        // Made here from verified blocks: known good as the file it is now.
+        remember(&self.plain.sums, *key, Arc::new(sums));
+        if let Ok(Found::File(_, stat)) = at.open_file(&plain) {
+            remember(&self.plain.checked, *key, Identity::of(&stat));
         }
         for index in 0..layout.block_count() {
             let _ = at.unlink(&self.layout.block(&BlockId { key: *key, index }));
@@ -169,27 +343,53 @@ impl DirStore {
         Ok(true)
     }
 
-    /// Copy every verified block of the object into a new file at `tmp`, synced.
-    /// False if a block is missing or corrupt.
+    /// Write the sidecar of `sums` into place (temp file, rename).
+    fn place_sums(
+        &self,
+        at: &Beneath,
+        key: &CacheKey,
+        layout: &BlockLayout,
+        sums: &Sums,
+    ) -> Result<(), StoreError> {
+        let tmp = self
+            .layout
+            .made(&self.layout.tmp, &format!("{}.sums", fsutil::unique_stem()));
+        let rel = self.layout.sums(key);
+        let written = at
+            .create_new(&tmp, FILE_MODE)
+            .and_then(|mut f| f.write_all(&sums.encode(key, layout)))
+            .and_then(|()| at.rename(&tmp, &rel));
+        if let Err(e) = written {
+            let _ = at.unlink(&tmp);
+            return Err(StoreError::io("write checksums", &at.display(&rel), e));
+        }
+        Ok(())
+    }
+
+    /// Copy every verified block of the object into a new file at `tmp`, synced,
+    /// and return their checksums. `None` if a block is missing or corrupt.
     fn write_plain(
         &self,
         at: &Beneath,
         tmp: &Rel,
         key: &CacheKey,
         layout: &BlockLayout,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Sums>, StoreError> {
         let shown = || at.display(tmp);
         let file = at
             .create_new(tmp, FILE_MODE)
             .map_err(|e| StoreError::io("create temp file", &shown(), e))?;
         let mut out = BufWriter::with_capacity(1 << 20, &file);
+        let mut sums = Sums::new();
         for index in 0..layout.block_count() {
             let id = BlockId { key: *key, index };
             match self.read_block_file(at, &id, layout.block_len(index))? {
-                Lookup::Hit(data) => out
-                    .write_all(&data)
-                    .map_err(|e| StoreError::io("write", &shown(), e))?,
-                Lookup::Miss | Lookup::Corrupt(_) => return Ok(false),
+                Lookup::Hit(data) => {
+                    sums.push(&data);
+                    out.write_all(&data)
+                        .map_err(|e| StoreError::io("write", &shown(), e))?
+                }
+                Lookup::Miss | Lookup::Corrupt(_) => return Ok(None),
             }
         }
         out.flush()
@@ -197,6 +397,6 @@ impl DirStore {
         drop(out);
         file.sync_all()
             .map_err(|e| StoreError::io("fsync", &shown(), e))?;
-        Ok(true)
+        Ok(Some(sums))
     }
 }

@@ -174,3 +174,75 @@ fn a_rescan_counts_the_plain_file_as_the_object_bytes() {
     let usage = index.objects.get(&f.key).expect("object in the rescan");
     assert_eq!(usage.blocks.values().sum::<u64>(), f.layout.object_size);
 }
+
+/// A plain file someone else wrote (zeros of the right size, as a directory
+/// shared by mistake may hold) is never served, by lookup or passthrough,
+/// whether its sidecar is missing or another file's; it is removed, and the
+/// blocks beside it still serve.
+#[test]
+fn a_plain_file_that_does_not_check_out_is_never_served() {
+    for sidecar in ["none", "its own", "of another plain file"] {
+        let f = fixture(true);
+        let other = fixture(true);
+        assert!(other.store.make_plain(&other.key, &other.layout).unwrap());
+        let plain = f.store.plain_path(&f.key);
+        let sums = plain.with_file_name("object.sums");
+        fs::write(&plain, vec![0u8; f.layout.object_size as usize]).unwrap();
+        match sidecar {
+            "none" => {}
+            "its own" => {
+                // Correct checksums of the real bytes, over a zero-filled file.
+                assert!(f.store.make_plain(&f.key, &f.layout).unwrap());
+                fs::write(&plain, vec![0u8; f.layout.object_size as usize]).unwrap();
+            }
+            _ => {
+                fs::copy(
+                    other
+                        .store
+                        .plain_path(&other.key)
+                        .with_file_name("object.sums"),
+                    &sums,
+                )
+                .unwrap();
+            }
+        }
+        // A fresh process (nothing remembered): as another worker would be.
+        let fresh = DirStore::open(f.store.dir(), "local")
+            .unwrap()
+            .with_plain_files(BS);
+        let got = fresh.open_plain(&f.key, f.layout.object_size).unwrap();
+        assert!(
+            got.is_none(),
+            "{sidecar}: a zero-filled plain file handed out"
+        );
+        assert!(!plain.exists(), "{sidecar}: the bad plain file is removed");
+        if sidecar != "its own" {
+            // The blocks were never removed: they serve.
+            assert_eq!(
+                block(&f, 1),
+                f.data[BS as usize..2 * BS as usize],
+                "{sidecar}"
+            );
+        }
+    }
+}
+
+/// A block read through the store from a plain file is checked: a file
+/// changed under a running daemon gives a corrupt report, never its bytes.
+#[test]
+fn a_plain_file_changed_after_it_was_made_is_caught_by_the_read() {
+    let f = fixture(true);
+    assert!(f.store.make_plain(&f.key, &f.layout).unwrap());
+    let plain = f.store.plain_path(&f.key);
+    let mut bytes = fs::read(&plain).unwrap();
+    bytes[BS as usize + 7] ^= 0xff;
+    fs::write(&plain, bytes).unwrap();
+    let id = BlockId {
+        key: f.key,
+        index: 1,
+    };
+    assert!(matches!(f.store.get(&id, BS).unwrap(), Lookup::Corrupt(_)));
+    assert!(!plain.exists());
+    // The origin serves it again; nothing wrong was ever returned.
+    assert_eq!(f.store.get(&id, BS).unwrap(), Lookup::Miss);
+}

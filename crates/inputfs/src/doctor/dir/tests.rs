@@ -1,4 +1,7 @@
-#![allow(clippy::disallowed_methods, reason = "tests inspect the directory by path on purpose")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests inspect the directory by path on purpose"
+)]
 
 use std::path::Path;
 
