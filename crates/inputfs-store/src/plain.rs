@@ -25,8 +25,8 @@
 //!   is handed out the whole of it is checked, once per mount and file (by
 //!   device, inode, size and mtime, recorded in this process's memory): a
 //!   full read at local-disk speed, or none for a file this process made
-//!   itself (it was written from verified blocks). `docs/PERFORMANCE.md`
-//!   gives the cost measured.
+//!   itself (it was written from verified blocks), which is the usual case:
+//!   the mount that fetched the object makes it plain.
 //!
 //! A plain file without a sound sidecar, or that fails a check, is removed
 //! with its sidecar and counts as absent (the origin serves the object).
