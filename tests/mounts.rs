@@ -179,6 +179,33 @@ impl Mount {
         pid
     }
 
+    /// SIGKILL the inputfs process and leave its dead mount in place (for
+    /// tests of what the next mount says about it; the caller clears it).
+    pub fn kill_leaving_mount(&mut self) {
+        let mut child = self.child.take().expect("process still running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Wait (at most `limit`) for the process to exit by itself, without
+    /// unmounting anything. Its exit status, or None if it did not exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + limit;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    self.child = None;
+                    return Some(status);
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => return None,
+            }
+        }
+    }
+
     fn shutdown(&mut self) {
         unmount(&self.mountpoint);
         if let Some(mut child) = self.child.take() {

@@ -14,6 +14,7 @@ mod lock;
 mod logging;
 mod maintain;
 mod mount;
+mod mountpoint;
 mod progress;
 mod stack;
 mod status;

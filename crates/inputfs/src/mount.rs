@@ -8,11 +8,10 @@
     reason = "the mount point, not a cache directory"
 )]
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use inputfs_core::Engine;
 use inputfs_fuse::{InputFs, MountOptions, Tree, TreeFile};
 use inputfs_source::Origin;
@@ -20,14 +19,17 @@ use inputfs_source::Origin;
 use crate::cli::MountArgs;
 use crate::daemon::{self, Ready};
 use crate::maintain::Maintenance;
+use crate::mountpoint::{self, MountPoint};
 use crate::{exporter, lock, logging, stack};
 
 /// How long an unmount waits for background cache publishes to finish.
 const DRAIN: Duration = Duration::from_secs(30);
 
 pub fn run(args: MountArgs) -> Result<()> {
-    check_mountpoint(&args.mountpoint)?;
     if !args.foreground && !daemon::is_child() {
+        // Early, for the error in the user's terminal; the daemon claims it
+        // again (and holds it) for the mount itself.
+        drop(mountpoint::claim(&args.mountpoint)?);
         let log = args.log_file.clone().unwrap_or_else(|| {
             stack::cache_home()
                 .join("logs")
@@ -42,7 +44,7 @@ pub fn run(args: MountArgs) -> Result<()> {
         .thread_name("inputfs-io")
         .build()
         .context("cannot start the async runtime")?;
-    let (session, engine, upkeep) = match start(&args, &runtime) {
+    let (session, point, engine, upkeep) = match start(&args, &runtime) {
         Ok(started) => started,
         Err(e) => {
             if let Some(ready) = ready {
@@ -54,7 +56,7 @@ pub fn run(args: MountArgs) -> Result<()> {
     if let Some(ready) = ready {
         ready.ok();
     }
-    serve(session, &runtime);
+    serve(session, &point, &runtime);
     if !runtime.block_on(engine.shutdown(DRAIN)) {
         tracing::warn!("unmounted before every cache publish finished");
     }
@@ -68,8 +70,14 @@ pub fn run(args: MountArgs) -> Result<()> {
 fn start(
     args: &MountArgs,
     runtime: &tokio::runtime::Runtime,
-) -> Result<(fuser::BackgroundSession, Arc<Engine>, Maintenance)> {
-    let mountpoint = check_mountpoint(&args.mountpoint)?;
+) -> Result<(
+    fuser::BackgroundSession,
+    MountPoint,
+    Arc<Engine>,
+    Maintenance,
+)> {
+    let mut point = mountpoint::claim(&args.mountpoint)?;
+    let mountpoint = point.path.clone();
     // Bound first: a taken or bad address fails before anything is resolved.
     let metrics = args
         .metrics_addr
@@ -130,13 +138,14 @@ fn start(
         mountpoint = %mountpoint.display(), inodes = files, bytes,
         "mounted {inputs} inputs"
     );
+    point.mounted();
     stack.sweep_in_background();
     let upkeep = stack.maintain(mountpoint.clone());
-    Ok((session, engine, upkeep))
+    Ok((session, point, engine, upkeep))
 }
 
 /// Serve until the mount is unmounted from outside, or a signal asks us to stop.
-fn serve(session: fuser::BackgroundSession, runtime: &tokio::runtime::Runtime) {
+fn serve(session: fuser::BackgroundSession, point: &MountPoint, runtime: &tokio::runtime::Runtime) {
     let signalled = runtime.block_on(async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -150,35 +159,11 @@ fn serve(session: fuser::BackgroundSession, runtime: &tokio::runtime::Runtime) {
             }
         }
     });
-    let result = if signalled {
+    if signalled {
         tracing::info!("signal received, unmounting");
-        session.umount_and_join()
-    } else {
-        session.join()
-    };
+    }
+    let result = mountpoint::end(session, point, signalled);
     if let Err(e) = result {
         tracing::warn!("FUSE session ended with an error: {e}");
     }
-}
-
-/// The mount point must be an existing, empty directory.
-fn check_mountpoint(path: &Path) -> Result<PathBuf> {
-    let shown = path.display();
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!("mount point {shown} does not exist")
-        }
-        Err(e) => bail!("mount point {shown}: {e}"),
-    };
-    if !meta.is_dir() {
-        bail!("mount point {shown} is not a directory");
-    }
-    let mut entries =
-        std::fs::read_dir(path).with_context(|| format!("mount point {shown}: cannot list"))?;
-    if entries.next().is_some() {
-        bail!("mount point {shown} is not empty");
-    }
-    path.canonicalize()
-        .with_context(|| format!("mount point {shown}"))
 }
