@@ -3,7 +3,7 @@
 //!
 //! A claim is an expiring exclusive file (see `exclusive`):
 //! `claims/<key hex>-<index as 16 hex>.claim`, holding
-//! `inputfs-claim 1 <host> <pid> <nonce> <expiry>`, the expiry in Unix
+//! `inputfs-claim 1 <host>@<boot id> <pid>:<start time> <nonce> <expiry>`, the expiry in Unix
 //! milliseconds by the claimant's clock.
 //!
 //! Claims are an optimisation, never a lock: two workers can both believe they

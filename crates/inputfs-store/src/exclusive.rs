@@ -13,6 +13,9 @@
 //! the file back: on SMB and sshfs a file re-created under a reused name can
 //! read back the previous file's cached bytes for a second or so.)
 //!
+//! A live file whose holder died on this very host (by boot id, pid and the
+//! process's start time: see `holder`) counts as expired at once.
+//!
 //! This is an optimisation primitive, never a lock that correctness rests on:
 //! two processes can both believe they hold it after racing on an expired file
 //! or under clock skew.
@@ -142,7 +145,7 @@ pub(crate) fn state(at: &Beneath, rel: &Rel, magic: &str, ttl: Duration) -> Stat
         Err(_) => String::new(),
     };
     if let Some(expiry) = parse_expiry(&text, magic) {
-        return if expiry <= now_ms() {
+        return if expiry <= now_ms() || holder_dead_here(&text, magic) {
             State::Expired
         } else {
             State::Live
@@ -171,8 +174,8 @@ fn now_ms() -> u128 {
 fn line(magic: &str, ttl: Duration) -> String {
     format!(
         "{magic} {} {} {:016x} {}\n",
-        fsutil::hostname(),
-        std::process::id(),
+        crate::holder::host_field(),
+        crate::holder::process_field(),
         fsutil::random_u64(),
         now_ms() + ttl.as_millis()
     )
@@ -184,6 +187,17 @@ fn parse_expiry(text: &str, magic: &str) -> Option<u128> {
     match rest.split_whitespace().collect::<Vec<_>>().as_slice() {
         [_host, _pid, _nonce, expiry] => expiry.parse().ok(),
         _ => None,
+    }
+}
+
+/// Whether the line's holder died on this host (see `holder`).
+fn holder_dead_here(text: &str, magic: &str) -> bool {
+    let Some(rest) = text.strip_prefix(magic) else {
+        return false;
+    };
+    match rest.split_whitespace().collect::<Vec<_>>().as_slice() {
+        [host, process, _nonce, _expiry] => crate::holder::dead_here(host, process),
+        _ => false,
     }
 }
 

@@ -44,6 +44,7 @@ mod fsutil;
 mod health;
 #[cfg(all(test, feature = "shuttle"))]
 mod health_model;
+mod holder;
 mod layout;
 mod plain;
 mod publish;
