@@ -7,10 +7,12 @@
 //! - [`stores`] (private): one `object_store` client per bucket/container/host,
 //!   from the cloud's environment, with our timeouts and no retries of its own.
 //! - [`resolve`]: inputs -> files, each pinned to the version seen at mount.
-//! - [`origin`]: [`Origin`], the [`inputfs_core::Source`] over all of that, and the
-//!   one mapping from `object_store` errors to what the engine and users see.
+//! - [`origin`]: [`Origin`], the [`inputfs_core::Source`] over all of that.
+//! - `classify` (private): the one mapping from `object_store` errors to what
+//!   the engine and users see.
 //! - [`error`]: [`SourceError`], the one-line reason an input cannot be mounted.
 
+mod classify;
 pub mod error;
 pub mod glob;
 pub mod origin;

@@ -15,9 +15,10 @@ use inputfs_core::{ObjectId, RetryPolicy, SourceKind, Version};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
 
+use crate::classify::to_source;
 use crate::error::SourceError;
 use crate::glob::{glob_match, is_recursive};
-use crate::origin::{Origin, Pinned, to_source};
+use crate::origin::{Origin, Pinned};
 use crate::stores::StoreEntry;
 use crate::url::{ParsedUrl, Target, check_key, parse_url};
 
