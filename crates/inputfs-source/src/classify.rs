@@ -1,5 +1,5 @@
 //! Sorting `object_store` errors into what the engine and the user need to
-//! know: gone, changed, denied, unreachable, worth retrying or not.
+//! know: gone, changed, denied, unreachable, timed out, worth retrying or not.
 //! `object_store` keeps the HTTP status of a failed request in a private type,
 //! so it is found in the variant where the crate maps one, else by the
 //! transport error kind or the status text in the source chain.
@@ -11,6 +11,7 @@ use object_store::client::{HttpError, HttpErrorKind};
 
 use crate::error::{SourceError, redact};
 use crate::stores::StoreEntry;
+use crate::timeouts::TimedOut;
 
 /// What an `object_store` error means for us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +26,12 @@ pub(crate) enum Class {
     /// Connected, but the server's TLS certificate is not trusted (unknown CA,
     /// wrong name, expired): a setting to fix, not worth retrying.
     Certificate,
-    /// Timeouts, dropped connections, 5xx, 429: may work if tried again.
+    /// A request timed out: connecting, waiting for the first byte, a stalled
+    /// body, or the whole request (ours or the HTTP client's). Tried once more,
+    /// not four times: an origin that does not answer at all would otherwise
+    /// hold every read for four times the timeout.
+    TimedOut,
+    /// Dropped connections, 5xx, 429: may work if tried again.
     Transient,
     Permanent,
 }
@@ -48,13 +54,17 @@ fn classify_chain(e: &(dyn StdError + 'static)) -> Class {
     }
     let mut current = Some(e);
     while let Some(err) = current {
+        if err.is::<TimedOut>() {
+            return Class::TimedOut;
+        }
         if let Some(http) = err.downcast_ref::<HttpError>() {
             return match http.kind() {
                 HttpErrorKind::Connect => Class::Unreachable,
-                HttpErrorKind::Timeout
-                | HttpErrorKind::Request
-                | HttpErrorKind::Interrupted
-                | HttpErrorKind::Decode => Class::Transient,
+                // Ours (`TimedOut`) and the HTTP client's (connect, whole request).
+                HttpErrorKind::Timeout => Class::TimedOut,
+                HttpErrorKind::Request | HttpErrorKind::Interrupted | HttpErrorKind::Decode => {
+                    Class::Transient
+                }
                 _ => Class::Permanent,
             };
         }
@@ -66,8 +76,8 @@ fn classify_chain(e: &(dyn StdError + 'static)) -> Class {
                 K::ConnectionRefused | K::HostUnreachable | K::NetworkUnreachable => {
                     return Class::Unreachable;
                 }
-                K::TimedOut
-                | K::ConnectionReset
+                K::TimedOut => return Class::TimedOut,
+                K::ConnectionReset
                 | K::ConnectionAborted
                 | K::BrokenPipe
                 | K::UnexpectedEof
@@ -162,7 +172,7 @@ pub(crate) fn to_core(e: &object_store::Error, object: &ObjectId) -> Error {
             retryable: false,
             throttled: false,
         },
-        Class::Unreachable | Class::Transient => Error::Origin {
+        Class::Unreachable | Class::Transient | Class::TimedOut => Error::Origin {
             url,
             message,
             retryable: true,
@@ -206,6 +216,12 @@ pub(crate) fn to_source(
             endpoint: entry.endpoint.clone(),
             detail: root_cause(e),
             hint: entry.endpoint_hint.to_string(),
+        },
+        Class::TimedOut => SourceError::TimedOut {
+            input,
+            url,
+            endpoint: entry.endpoint.clone(),
+            detail: root_cause(e),
         },
         Class::Certificate => SourceError::Origin {
             input,

@@ -3,7 +3,7 @@
 //! resolve error, and no message leaks a signature.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use inputfs_core::{SourceKind, Version};
 use object_store::memory::InMemory;
@@ -87,7 +87,17 @@ fn classes() {
         std::io::ErrorKind::TimedOut,
         "timed out",
     );
-    assert_eq!(classify(&timeout), Class::Transient);
+    assert_eq!(classify(&timeout), Class::TimedOut);
+    // Our own first-byte and stall timeouts, and a file origin's ETIMEDOUT.
+    for t in [
+        TimedOut::FirstByte(Duration::from_secs(10)),
+        TimedOut::Stall(Duration::from_secs(10)),
+    ] {
+        let ours = generic(HttpError::new(HttpErrorKind::Timeout, t));
+        assert_eq!(classify(&ours), Class::TimedOut);
+    }
+    let io_timeout = generic(std::io::Error::new(std::io::ErrorKind::TimedOut, "nfs"));
+    assert_eq!(classify(&io_timeout), Class::TimedOut);
     let reset = http(
         HttpErrorKind::Interrupted,
         std::io::ErrorKind::ConnectionReset,
@@ -225,6 +235,17 @@ fn resolve_errors_are_one_line_and_name_the_fix() {
         "input train: s3://b/k: cannot reach endpoint http://127.0.0.1:9: Connection refused (check AWS_ENDPOINT_URL and the network)"
     );
     assert!(err.is_retryable());
+
+    let timed_out = generic(HttpError::new(
+        HttpErrorKind::Timeout,
+        TimedOut::FirstByte(Duration::from_secs(10)),
+    ));
+    let err = to_source(&timed_out, "train", "s3://b/k", &e, false);
+    assert_eq!(
+        err.to_string(),
+        "input train: s3://b/k: no answer from http://127.0.0.1:9: no response within 10s of sending the request (first-byte timeout) (check the endpoint and the network)"
+    );
+    assert!(err.is_retryable() && err.is_timeout());
 
     let signed = generic(
         "Error performing GET https://h/k?X-Amz-Signature=topsecret&a=1 in 1ms\n - Server returned non-2xx status code: 400 Bad Request: x",

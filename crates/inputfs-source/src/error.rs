@@ -41,6 +41,18 @@ pub enum SourceError {
         detail: String,
         hint: String,
     },
+    /// The endpoint accepted the request (or not even the connection) but did
+    /// not answer in time, twice in a row.
+    #[error(
+        "{}{url}: no answer from {endpoint}: {detail} (check the endpoint and the network)",
+        who(input)
+    )]
+    TimedOut {
+        input: String,
+        url: String,
+        endpoint: String,
+        detail: String,
+    },
     /// A prefix or glob that matched nothing.
     #[error(
         "{}{url}: matches no objects (an empty prefix, or a glob nothing matches)",
@@ -122,6 +134,7 @@ impl SourceError {
             | SourceError::NotFound { input, .. }
             | SourceError::AccessDenied { input, .. }
             | SourceError::Unreachable { input, .. }
+            | SourceError::TimedOut { input, .. }
             | SourceError::Empty { input, .. }
             | SourceError::NotListable { input, .. }
             | SourceError::Conflict { input, .. }
@@ -138,10 +151,15 @@ impl SourceError {
     /// Whether trying again later may succeed (network trouble, throttling, 5xx).
     pub fn is_retryable(&self) -> bool {
         match self {
-            SourceError::Unreachable { .. } => true,
+            SourceError::Unreachable { .. } | SourceError::TimedOut { .. } => true,
             SourceError::Origin { retryable, .. } => *retryable,
             _ => false,
         }
+    }
+
+    /// Whether a request timed out (tried once more at most: see `resolve`).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, SourceError::TimedOut { .. })
     }
 }
 

@@ -5,10 +5,24 @@
 //! store's version id where there is one, *and* the response's ETag and size are
 //! checked against the pinned ones before its body is read, so a server that
 //! ignores `If-Match` still cannot hand out bytes of another version.
+//!
+//! A read whose request times out (see [`crate::timeouts`]) is tried once more
+//! here, at once, and if that fails too the error is final: the engine's retry
+//! policy (four attempts) is for errors that come quickly, and four times a
+//! timeout is what made a read of an origin that never answers take minutes.
+//! So such a read fails with `EIO` after two timeouts (about 20 s by default).
+//!
+//! One application `read` can still ask twice: the kernel reads ahead (one
+//! FUSE read of up to 1 MiB), and when that fails it reads the page the
+//! application wanted again, synchronously — a second fetch of the same block,
+//! another 20 s (measured: `dd` got `EIO` after 40 s). So a range whose fetch
+//! just timed out twice fails at once for [`REPEAT_WINDOW`] with the same
+//! error, without asking the origin again; a later read asks afresh.
 
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -19,9 +33,10 @@ use object_store::gcp::GoogleConfigKey;
 use object_store::path::Path;
 use object_store::{ClientConfigKey, GetOptions, GetRange};
 
-use crate::classify::to_core;
+use crate::classify::{Class, classify, to_core};
 use crate::error::{SourceError, redact};
 use crate::stores::{SharedHttp, StoreEntry, StoreOptions, build_store};
+use crate::timeouts::Timeouts;
 use crate::url::{ParsedUrl, StoreLocation, Target, parse_url};
 
 /// Resolves input URLs and serves ranged reads of what it resolved. Cheap to
@@ -38,7 +53,17 @@ struct Inner {
     shared_http: Arc<SharedHttp>,
     /// Canonical URL -> where to fetch it (the fetch side may hold a signed query).
     objects: RwLock<HashMap<String, Pinned>>,
+    /// Ranges whose fetch timed out twice moments ago (see the module docs).
+    timed_out: Mutex<HashMap<RangeKey, (Instant, Error)>>,
 }
+
+/// A range of an object: (canonical URL, start, end).
+type RangeKey = (String, u64, u64);
+
+/// How long a range whose fetch timed out twice fails at once when asked for
+/// again: long enough for the kernel's re-read of a failed readahead (which
+/// comes right after it), short enough that a later read asks the origin.
+pub const REPEAT_WINDOW: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug)]
 pub(crate) struct Pinned {
@@ -77,6 +102,12 @@ impl OriginBuilder {
     /// An HTTP client option (timeouts, proxy, certificates) for every store.
     pub fn client_option(mut self, key: ClientConfigKey, value: impl Into<String>) -> Self {
         self.options.client.push((key, value.into()));
+        self
+    }
+    /// The first-byte and stall timeouts of every HTTP request (the connect and
+    /// whole-request timeouts are client options: `ConnectTimeout`, `Timeout`).
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.options.timeouts = timeouts;
         self
     }
     pub fn build(self) -> Origin {
@@ -190,39 +221,122 @@ impl Source for Origin {
             return Ok(Bytes::new());
         }
         let pinned = self.pinned(object)?;
+        let key = (object.url.clone(), range.start, range.end);
+        if let Some(e) = self.timed_out_recently(&key) {
+            return Err(e);
+        }
+        let first = match self.fetch(&pinned, object, range.clone()).await {
+            Ok(bytes) => return Ok(bytes),
+            Err(Fetch::TimedOut(e)) => e,
+            Err(Fetch::Failed(e)) => return Err(e),
+        };
+        tracing::debug!(url = %object.url, error = %redact(&first.to_string()),
+            "origin request timed out; trying once more");
+        match self.fetch(&pinned, object, range).await {
+            Ok(bytes) => Ok(bytes),
+            // Final, whatever it is: one timeout is all the time a read gets
+            // to spend on retries.
+            Err(Fetch::TimedOut(e)) => {
+                let e = final_error(to_core(&e, object), "timed out twice");
+                self.remember_timeout(key, e.clone());
+                Err(e)
+            }
+            Err(Fetch::Failed(e)) => Err(final_error(e, "after a timeout")),
+        }
+    }
+}
+
+/// How one attempt at a ranged read failed.
+enum Fetch {
+    /// A request timed out (not yet converted: the caller decides if it is final).
+    TimedOut(object_store::Error),
+    Failed(Error),
+}
+
+/// `e`, made not retryable, saying why.
+fn final_error(e: Error, why: &str) -> Error {
+    match e {
+        Error::Origin { url, message, .. } => Error::Origin {
+            url,
+            message: format!("{message} ({why})"),
+            retryable: false,
+            throttled: false,
+        },
+        other => other,
+    }
+}
+
+impl Origin {
+    /// The error of `key`'s fetch if it timed out twice within [`REPEAT_WINDOW`].
+    fn timed_out_recently(&self, key: &RangeKey) -> Option<Error> {
+        let recent = self
+            .inner
+            .timed_out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (at, e) = recent.get(key)?;
+        (at.elapsed() < REPEAT_WINDOW).then(|| e.clone())
+    }
+
+    fn remember_timeout(&self, key: RangeKey, e: Error) {
+        let mut recent = self
+            .inner
+            .timed_out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        recent.retain(|_, (at, _)| at.elapsed() < REPEAT_WINDOW);
+        recent.insert(key, (Instant::now(), e));
+    }
+
+    /// One ranged GET of `object`, pinned and checked against its version.
+    async fn fetch(
+        &self,
+        pinned: &Pinned,
+        object: &ObjectId,
+        range: Range<u64>,
+    ) -> Result<Bytes, Fetch> {
+        let failed = |e: object_store::Error| match classify(&e) {
+            Class::TimedOut => Fetch::TimedOut(e),
+            _ => Fetch::Failed(to_core(&e, object)),
+        };
         let etag = object.version.etag.clone();
         let options = GetOptions {
-            range: Some(GetRange::Bounded(range.clone())),
+            range: Some(GetRange::Bounded(range)),
             // A weak ETag never matches `If-Match` (strong comparison): rely on the
             // response check below for those.
             if_match: etag.clone().filter(|e| !e.starts_with("W/")),
             version: object.version.version_id.clone(),
             ..GetOptions::default()
         };
-        let changed = || Error::VersionChanged {
-            url: object.url.clone(),
-            version: object.version.token(),
-        };
         let result = pinned
             .entry
             .store
             .get_opts(&pinned.path, options)
             .await
-            .map_err(|e| to_core(&e, object))?;
-        let meta = &result.meta;
-        let etag_differs = matches!((&etag, &meta.e_tag), (Some(want), Some(got)) if want != got);
-        let mtime_differs = etag.is_none()
-            && meta.last_modified.timestamp() != 0
-            && object
-                .version
-                .modified_unix
-                .is_some_and(|m| m != meta.last_modified.timestamp());
-        if etag_differs || mtime_differs || meta.size != object.size {
-            return Err(changed());
+            .map_err(failed)?;
+        if version_differs(object, &result.meta) || result.meta.size != object.size {
+            return Err(Fetch::Failed(Error::VersionChanged {
+                url: object.url.clone(),
+                version: object.version.token(),
+            }));
         }
-        let bytes = result.bytes().await.map_err(|e| to_core(&e, object))?;
-        Ok(bytes)
+        result.bytes().await.map_err(failed)
     }
+}
+
+/// Whether what the origin says about an object is not the pinned version
+/// (ETag, or modification time where there is no ETag). The size is not
+/// compared here: callers do, each in its own way.
+fn version_differs(object: &ObjectId, meta: &object_store::ObjectMeta) -> bool {
+    let etag = &object.version.etag;
+    let etag_differs = matches!((etag, &meta.e_tag), (Some(want), Some(got)) if want != got);
+    let mtime_differs = etag.is_none()
+        && meta.last_modified.timestamp() != 0
+        && object
+            .version
+            .modified_unix
+            .is_some_and(|m| m != meta.last_modified.timestamp());
+    etag_differs || mtime_differs
 }
 
 #[cfg(test)]

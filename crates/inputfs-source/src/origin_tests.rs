@@ -1,9 +1,13 @@
-//! Unit tests of `Origin`'s reads: ranges checked before any request, and
-//! pinned URLs prepared without the network.
+//! Unit tests of `Origin`'s reads: ranges checked before any request, pinned
+//! URLs prepared without the network, and a timed-out request tried once more
+//! then given up (against a real socket that answers as each test needs).
 
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use inputfs_core::{SourceKind, Version};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 use super::*;
 
@@ -61,4 +65,138 @@ async fn prepare_takes_wildcards_in_a_pinned_url_as_part_of_the_name() {
     obj.url = "s3://b/dir/".into();
     let err = origin.prepare(&obj).unwrap_err().to_string();
     assert!(err.contains("names a prefix, not one object"), "{err}");
+}
+
+const SHORT: Duration = Duration::from_millis(300);
+const BODY: &[u8] = b"0123456789";
+
+/// What the test server does with the n-th connection (from 0).
+#[derive(Clone, Copy)]
+enum Reply {
+    /// Accept, read the request, answer nothing.
+    Hold,
+    /// Answer with BODY (206 for a GET of it all, headers only for a HEAD).
+    Answer,
+}
+
+/// A server on loopback that reads one request per connection and replies as
+/// `script` says for that connection (the last entry for all later ones).
+/// Returns its address and how many connections it accepted.
+async fn server(script: &'static [Reply]) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let reply = script[n.min(script.len() - 1)];
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if let Reply::Answer = reply {
+                    let is_head = head.starts_with(b"HEAD");
+                    let len = BODY.len();
+                    let status = if is_head {
+                        "200 OK".to_string()
+                    } else {
+                        format!(
+                            "206 Partial Content\r\nContent-Range: bytes 0-{}/{len}",
+                            len - 1
+                        )
+                    };
+                    let mut out = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {len}\r\nETag: \"e\"\r\nLast-Modified: Mon, 01 Dec 2025 00:00:00 GMT\r\nConnection: close\r\n\r\n"
+                    )
+                    .into_bytes();
+                    if !is_head {
+                        out.extend_from_slice(BODY);
+                    }
+                    let _ = conn.write_all(&out).await;
+                }
+                // Hold the connection until the client drops it.
+                let _ = conn.read(&mut buf).await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+fn http_origin() -> Origin {
+    Origin::builder()
+        .without_env()
+        .timeouts(Timeouts {
+            first_byte: SHORT,
+            stall: SHORT,
+        })
+        .build()
+}
+
+fn http_object(addr: std::net::SocketAddr, etag: &str) -> ObjectId {
+    ObjectId {
+        kind: SourceKind::Http,
+        url: format!("http://{addr}/f.bin"),
+        version: Version {
+            etag: Some(etag.into()),
+            version_id: None,
+            modified_unix: None,
+        },
+        size: BODY.len() as u64,
+        mtime: SystemTime::UNIX_EPOCH,
+    }
+}
+
+#[tokio::test]
+async fn an_origin_that_never_answers_fails_a_read_after_two_timeouts_not_retryable() {
+    let (addr, accepted) = server(&[Reply::Hold]).await;
+    let origin = http_origin();
+    let started = Instant::now();
+    let err = origin
+        .get_range(&http_object(addr, "\"e\""), 0..10)
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(!err.is_retryable(), "the engine would retry it: {err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("first-byte timeout") && text.contains("timed out twice"),
+        "{text}"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "one request, one more");
+    assert!(elapsed >= SHORT * 2 && elapsed < SHORT * 6, "{elapsed:?}");
+    // The kernel's re-read of the same range right after: the same error at
+    // once, the origin not asked again.
+    let started = Instant::now();
+    let again = origin
+        .get_range(&http_object(addr, "\"e\""), 0..10)
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < SHORT, "{:?}", started.elapsed());
+    assert_eq!(again.to_string(), text);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    // Another range is asked for.
+    origin
+        .get_range(&http_object(addr, "\"e\""), 0..5)
+        .await
+        .unwrap_err();
+    assert_eq!(accepted.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_read_whose_first_request_times_out_gets_its_bytes_from_the_second() {
+    let (addr, accepted) = server(&[Reply::Hold, Reply::Answer]).await;
+    let origin = http_origin();
+    let got = origin
+        .get_range(&http_object(addr, "\"e\""), 0..10)
+        .await
+        .unwrap();
+    assert_eq!(&got[..], BODY);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }

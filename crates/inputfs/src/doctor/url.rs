@@ -106,6 +106,9 @@ fn fix(e: &SourceError) -> &'static str {
         SourceError::Unreachable { .. } => {
             "check the endpoint (e.g. AWS_ENDPOINT_URL), DNS, proxies and firewalls between this machine and it"
         }
+        SourceError::TimedOut { .. } => {
+            "the endpoint took the connection or the request and did not answer in time: check that it is the right endpoint and that it is up; a slow but working origin may need longer --connect-timeout, --first-byte-timeout or --stall-timeout"
+        }
         SourceError::Empty { .. } => {
             "check the prefix or glob: nothing is below it (and the credentials may list it)"
         }
