@@ -8,13 +8,14 @@ use inputfs_source::error::redact_url;
 use inputfs_source::{InputSpec, Origin, SourceError};
 
 use super::Check;
+use crate::cli::OriginArgs;
 
 const ID: &str = "url.resolve";
 /// The input name each URL is resolved under (and stripped from messages).
 const NAME: &str = "url";
 
 /// One check per URL, in the order given.
-pub fn checks(urls: &[String]) -> Vec<Check> {
+pub fn checks(urls: &[String], origin_args: &OriginArgs) -> Vec<Check> {
     if urls.is_empty() {
         return Vec::new();
     }
@@ -39,7 +40,7 @@ pub fn checks(urls: &[String]) -> Vec<Check> {
                 .collect();
         }
     };
-    let origin = Origin::new();
+    let origin = crate::stack::origin(origin_args);
     // One after another: resolve's futures are not `Send` (so not spawnable),
     // and a doctor run names a handful of URLs.
     runtime.block_on(async {
