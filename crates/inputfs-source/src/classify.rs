@@ -10,6 +10,7 @@ use inputfs_core::{Error, ObjectId};
 use object_store::client::{HttpError, HttpErrorKind};
 
 use crate::error::{SourceError, redact};
+use crate::guard::Panicked;
 use crate::stores::StoreEntry;
 use crate::timeouts::TimedOut;
 
@@ -56,6 +57,9 @@ fn classify_chain(e: &(dyn StdError + 'static)) -> Class {
     while let Some(err) = current {
         if err.is::<TimedOut>() {
             return Class::TimedOut;
+        }
+        if err.is::<Panicked>() {
+            return Class::Permanent;
         }
         if let Some(http) = err.downcast_ref::<HttpError>() {
             return match http.kind() {

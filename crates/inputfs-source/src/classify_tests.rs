@@ -98,6 +98,10 @@ fn classes() {
     }
     let io_timeout = generic(std::io::Error::new(std::io::ErrorKind::TimedOut, "nfs"));
     assert_eq!(classify(&io_timeout), Class::TimedOut);
+    // A panic caught at the boundary is not worth retrying.
+    let panicked = generic(Panicked("request must be valid".into()));
+    assert_eq!(classify(&panicked), Class::Permanent);
+    assert!(!to_core(&panicked, &object()).is_retryable());
     let reset = http(
         HttpErrorKind::Interrupted,
         std::io::ErrorKind::ConnectionReset,

@@ -8,6 +8,7 @@
 //!   from the cloud's environment, with our timeouts and no retries of its own.
 //! - [`timeouts`]: connect, first-byte, stall and whole-request timeouts of
 //!   every origin request.
+//! - [`guard`]: the panic boundary around `object_store`.
 //! - [`resolve`]: inputs -> files, each pinned to the version seen at mount.
 //! - [`origin`]: [`Origin`], the [`inputfs_core::Source`] over all of that.
 //! - `classify` (private): the one mapping from `object_store` errors to what
@@ -17,6 +18,7 @@
 mod classify;
 pub mod error;
 pub mod glob;
+pub mod guard;
 pub mod origin;
 pub mod resolve;
 mod stores;

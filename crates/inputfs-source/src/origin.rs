@@ -35,6 +35,7 @@ use object_store::{ClientConfigKey, GetOptions, GetRange};
 
 use crate::classify::{Class, classify, to_core};
 use crate::error::{SourceError, redact};
+use crate::guard::Guarded;
 use crate::stores::{SharedHttp, StoreEntry, StoreOptions, build_store};
 use crate::timeouts::Timeouts;
 use crate::url::{ParsedUrl, StoreLocation, Target, parse_url};
@@ -136,12 +137,17 @@ impl Origin {
         if let Some(entry) = stores.get(&parsed.store) {
             return Ok(entry.clone());
         }
-        let entry = build_store(&parsed.store, &self.inner.options, &self.inner.shared_http)
-            .map_err(|message| SourceError::Config {
-                input: String::new(),
-                url: parsed.canonical.clone(),
-                message: redact(&message),
-            })?;
+        let built = crate::guard::catch(|| {
+            build_store(&parsed.store, &self.inner.options, &self.inner.shared_http)
+        })
+        .unwrap_or_else(|panicked| Err(panicked.to_string()));
+        let mut entry = built.map_err(|message| SourceError::Config {
+            input: String::new(),
+            url: parsed.canonical.clone(),
+            message: redact(&message),
+        })?;
+        // Every call into the client from here on is panic-guarded.
+        entry.store = Arc::new(Guarded(entry.store));
         stores.insert(parsed.store.clone(), entry.clone());
         Ok(entry)
     }

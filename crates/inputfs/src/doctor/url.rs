@@ -4,7 +4,7 @@
 //! failure is the one-line reason mount would give, plus what to do about it.
 
 use bytesize::ByteSize;
-use inputfs_source::error::redact_url;
+use inputfs_source::error::{redact_url, shorten};
 use inputfs_source::{InputSpec, Origin, SourceError};
 
 use super::Check;
@@ -32,7 +32,7 @@ pub fn checks(urls: &[String], origin_args: &OriginArgs) -> Vec<Check> {
                 .map(|url| {
                     Check::fail(
                         ID,
-                        &redact_url(url),
+                        &shorten(&redact_url(url)),
                         format!("cannot start the async runtime: {e}"),
                         "check the process limits (threads, memory) of this user",
                     )
@@ -53,7 +53,7 @@ pub fn checks(urls: &[String], origin_args: &OriginArgs) -> Vec<Check> {
 }
 
 async fn resolve(origin: &Origin, url: &str) -> Check {
-    let shown = redact_url(url);
+    let shown = shorten(&redact_url(url));
     let spec = InputSpec {
         name: NAME.to_string(),
         url: url.to_string(),
