@@ -5,9 +5,9 @@
 //! ```json
 //! { "inputs": [ { "name": "train", "url": "s3://bucket/train/" } ] }
 //! ```
-//! Unknown fields are errors, so a typo is caught instead of ignored. Errors
-//! quote what the user wrote shortened (a 100 KB URL does not make a 100 KB
-//! error line).
+//! Unknown fields are errors, so a typo is caught instead of ignored. The file is
+//! read with a bound on its size (`userfile`), and errors quote what the user
+//! wrote shortened (a 100 KB URL does not make a 100 KB error line).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -58,8 +58,7 @@ pub fn collect(args: &InputArgs) -> Result<Vec<InputSpec>> {
 }
 
 fn read_manifest(path: &Path) -> Result<Vec<InputSpec>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--inputs {}: cannot read", path.display()))?;
+    let text = crate::userfile::read(path, "--inputs")?;
     parse_manifest(&text, path)
 }
 
@@ -162,6 +161,15 @@ mod tests {
         let e = err(&args(&[&"x".repeat(100_000)], None));
         assert!(e.contains("…(100000 bytes)\": expected NAME=URL"), "{e}");
         assert!(e.len() < 1000, "{} bytes", e.len());
+    }
+
+    #[test]
+    fn an_endless_manifest_fails_naming_the_limit() {
+        let e = err(&args(&[], Some(Path::new("/dev/zero"))));
+        assert!(
+            e.starts_with("--inputs /dev/zero: larger than") && e.contains("67108864 bytes"),
+            "{e}"
+        );
     }
 
     #[test]

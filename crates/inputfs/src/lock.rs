@@ -24,7 +24,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use bytesize::ByteSize;
 use inputfs_core::{ObjectId, SourceKind, Version};
 use inputfs_source::url::{check_key, is_signed_param};
@@ -78,8 +78,7 @@ pub fn inputs(
     let resolved = match &args.locked {
         Some(path) => {
             let shown = path.display();
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("--locked {shown}: cannot read"))?;
+            let text = crate::userfile::read(path, "--locked")?;
             let locked = parse(&text).map_err(|e| anyhow!("--locked {shown}: {e}"))?;
             if locked.block_size != cache.block_size.as_u64() {
                 tracing::info!(

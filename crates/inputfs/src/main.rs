@@ -17,6 +17,7 @@ mod mount;
 mod progress;
 mod stack;
 mod status;
+mod userfile;
 mod warm;
 
 use clap::Parser;
