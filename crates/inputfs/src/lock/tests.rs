@@ -1,5 +1,9 @@
 //! Lock file schema: round trip, and one-line errors naming entry and field.
 
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
 use super::*;
 
 fn entry(input: &str, path: &str, url: &str, kind: SourceKind) -> LockEntry {
