@@ -328,6 +328,42 @@ impl Origin {
         }
         result.bytes().await.map_err(failed)
     }
+
+    /// The size of `object` at the origin, asked with a HEAD pinned to its
+    /// version (as its reads are): for a lock file entry that says it is empty,
+    /// which no read would ever check.
+    pub async fn pinned_size(&self, object: &ObjectId) -> Result<u64, SourceError> {
+        let pinned = self.prepare_pinned(object)?;
+        let options = GetOptions {
+            head: true,
+            if_match: object.version.etag.clone().filter(|e| !e.starts_with("W/")),
+            version: object.version.version_id.clone(),
+            ..GetOptions::default()
+        };
+        let head = || async {
+            let got = pinned
+                .entry
+                .store
+                .get_opts(&pinned.path, options.clone())
+                .await
+                .map_err(|e| {
+                    crate::classify::to_source(&e, "", &object.url, &pinned.entry, false)
+                })?;
+            if version_differs(object, &got.meta) {
+                return Err(SourceError::Origin {
+                    input: String::new(),
+                    url: object.url.clone(),
+                    message: format!(
+                        "the origin no longer has the pinned version ({})",
+                        object.version.token()
+                    ),
+                    retryable: false,
+                });
+            }
+            Ok(got.meta.size)
+        };
+        crate::resolve::with_retries(head).await
+    }
 }
 
 /// Whether what the origin says about an object is not the pinned version

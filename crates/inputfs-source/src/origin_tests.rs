@@ -200,3 +200,28 @@ async fn a_read_whose_first_request_times_out_gets_its_bytes_from_the_second() {
     assert_eq!(&got[..], BODY);
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn pinned_size_is_what_a_pinned_head_says() {
+    let (addr, _) = server(&[Reply::Answer]).await;
+    let origin = http_origin();
+    let mut obj = http_object(addr, "\"e\"");
+    obj.size = 0;
+    assert_eq!(origin.pinned_size(&obj).await.unwrap(), BODY.len() as u64);
+    // Another version at the origin: the size of the pinned one is unknown.
+    let other = http_object(addr, "\"other\"");
+    let err = origin.pinned_size(&other).await.unwrap_err().to_string();
+    assert!(err.contains("no longer has the pinned version"), "{err}");
+}
+
+#[tokio::test]
+async fn pinned_size_of_an_origin_that_never_answers_gives_up_after_two_timeouts() {
+    let (addr, accepted) = server(&[Reply::Hold]).await;
+    let origin = http_origin();
+    let err = origin
+        .pinned_size(&http_object(addr, "\"e\""))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}

@@ -62,7 +62,10 @@ async fn resolve(origin: &Origin, url: &str) -> Check {
     match origin.resolve(std::slice::from_ref(&spec)).await {
         Ok(inputs) => {
             let files: Vec<_> = inputs.into_iter().flat_map(|i| i.files).collect();
-            let bytes: u64 = files.iter().map(|f| f.object.size).sum();
+            let bytes = files
+                .iter()
+                .map(|f| f.object.size)
+                .fold(0, u64::saturating_add);
             let secs = started.elapsed().as_secs_f64();
             let what = match files.as_slice() {
                 [one] => format!(

@@ -1,10 +1,20 @@
 //! Decoding a lock file by hand (not by serde), so that every error names the
-//! entry and the field at fault.
+//! entry and the field at fault, and validating every field a `--locked`
+//! mount relies on: the tree (input, path), where to fetch (url, kind), how
+//! much (size), what version (the tokens go into `If-Match` headers and query
+//! strings as they are) and the cache keys (block size).
+//!
+//! A field is checked against what it will be used for, not only its type: a
+//! size must be one a file can have (the kernel's `stat` refuses more than
+//! `i64::MAX`), a version token must fit in an HTTP header (no control
+//! characters), and strings are bounded. That an entry of size 0 is really
+//! empty cannot be told from the file: `verify` asks the origin.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use inputfs_core::{ObjectId, SourceKind, Version};
+use inputfs_source::error::shorten;
 use inputfs_source::url::check_key;
 use inputfs_source::{ResolvedFile, ResolvedInput, Target, parse_url};
 use serde_json::{Map, Value};
@@ -14,6 +24,14 @@ use super::{FORMAT, LockEntry, Locked, is_signed_url};
 /// Smallest and largest block size the engine accepts.
 const MIN_BLOCK: u64 = 4096;
 const MAX_BLOCK: u64 = 256 << 20;
+/// The largest size a file can have: `stat`'s `st_size` is an `i64`, and the
+/// kernel refuses (EIO) a FUSE attribute beyond it.
+pub const MAX_SIZE: u64 = i64::MAX as u64;
+/// Longest `path`: the kernel's PATH_MAX.
+const MAX_PATH: usize = 4096;
+/// Longest version token (`etag`, `version_id`): real ones are far shorter
+/// (S3's VersionId is at most 1024 bytes).
+const MAX_TOKEN: usize = 1024;
 
 /// Decode and validate a lock file. The error is one line naming the entry
 /// (`files[3] (input "train", path "a/b")`) and the field at fault.
@@ -86,9 +104,19 @@ pub fn parse(text: &str) -> Result<Locked, String> {
         }
     }
     let block_size = entries[0].block_size;
+    let empty = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.size == 0)
+        .map(|(i, e)| super::Empty {
+            entry: who(i, &files[i]),
+            object: object_id(e.clone()),
+        })
+        .collect();
     Ok(Locked {
         block_size,
         inputs: group(entries),
+        empty,
     })
 }
 
@@ -100,21 +128,10 @@ fn group(entries: Vec<LockEntry>) -> Vec<ResolvedInput> {
         if !by_input.contains_key(&e.input) {
             order.push(e.input.clone());
         }
-        let mtime = e
-            .version
-            .modified_unix
-            .and_then(|s| u64::try_from(s).ok())
-            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        by_input.entry(e.input).or_default().push(ResolvedFile {
-            path: e.path,
-            object: ObjectId {
-                kind: e.kind,
-                url: e.url,
-                version: e.version,
-                size: e.size,
-                mtime,
-            },
+        let (input, path) = (e.input.clone(), e.path.clone());
+        by_input.entry(input).or_default().push(ResolvedFile {
+            path,
+            object: object_id(e),
         });
     }
     order
@@ -127,10 +144,28 @@ fn group(entries: Vec<LockEntry>) -> Vec<ResolvedInput> {
         .collect()
 }
 
-/// `files[i]`, with the entry's input and path when they are readable.
+/// The object an entry pins.
+fn object_id(e: LockEntry) -> ObjectId {
+    let mtime = e
+        .version
+        .modified_unix
+        .and_then(|s| u64::try_from(s).ok())
+        .and_then(|s| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(s)))
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    ObjectId {
+        kind: e.kind,
+        url: e.url,
+        version: e.version,
+        size: e.size,
+        mtime,
+    }
+}
+
+/// `files[i]`, with the entry's input and path when they are readable
+/// (shortened: the file may hold anything).
 fn who(i: usize, v: &Value) -> String {
-    let input = v.get("input").and_then(Value::as_str);
-    let path = v.get("path").and_then(Value::as_str);
+    let input = v.get("input").and_then(Value::as_str).map(shorten);
+    let path = v.get("path").and_then(Value::as_str).map(shorten);
     match (input, path) {
         (Some(n), Some(p)) => format!("files[{i}] (input {n:?}, path {p:?})"),
         _ => format!("files[{i}]"),
@@ -171,6 +206,12 @@ fn entry(v: &Value) -> Result<LockEntry, String> {
     if path.is_empty() {
         return Err("\"path\" is empty".into());
     }
+    if path.len() > MAX_PATH {
+        return Err(format!(
+            "\"path\" is {} bytes long (at most {MAX_PATH})",
+            path.len()
+        ));
+    }
     check_key(&path).map_err(|why| format!("\"path\": {why}"))?;
     for seg in path.split('/') {
         inputfs_fuse::check_component(seg).map_err(|why| format!("\"path\": {why}"))?;
@@ -203,6 +244,11 @@ fn entry(v: &Value) -> Result<LockEntry, String> {
         ));
     }
     let size = unsigned(obj, "size")?;
+    if size > MAX_SIZE {
+        return Err(format!(
+            "\"size\" {size} is more than a file can hold (at most {MAX_SIZE} bytes, 2^63-1)"
+        ));
+    }
     let block_size = unsigned(obj, "block_size")?;
     if !(MIN_BLOCK..=MAX_BLOCK).contains(&block_size) {
         return Err(format!(
@@ -241,6 +287,14 @@ fn version(obj: &Map<String, Value>) -> Result<Version, String> {
         match obj.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if s.is_empty() => Err(format!("\"version.{name}\" is empty")),
+            // Sent as it is in an `If-Match` header or a query string.
+            Some(Value::String(s)) if s.len() > MAX_TOKEN => Err(format!(
+                "\"version.{name}\" is {} bytes long (at most {MAX_TOKEN})",
+                s.len()
+            )),
+            Some(Value::String(s)) if s.chars().any(char::is_control) => Err(format!(
+                "\"version.{name}\" holds a control character (it is sent in an HTTP header)"
+            )),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(other) => Err(format!(
                 "\"version.{name}\": expected a string, found {}",

@@ -9,17 +9,22 @@
 //!                "kind": "s3", "size": 1234, "block_size": 4194304,
 //!                "version": { "etag": "\"9b2c...\"", "version_id": "3HL4...", "modified_unix": 1763798400 } } ] }
 //! ```
-//! A `--locked` mount never lists or HEADs again: the tree comes from the file,
-//! and every ranged GET is pinned to the recorded version (version id and/or
+//! A `--locked` mount never lists again: the tree comes from the file, and
+//! every ranged GET is pinned to the recorded version (version id and/or
 //! `If-Match`), so reading a pinned version never depends on the object being
-//! unchanged at the origin. The file is decoded by hand ([`decode`]) so that
-//! every error names the file, the entry and the field at fault.
+//! unchanged at the origin. Each GET also checks the size the origin reports
+//! against the recorded one, so a wrong size fails reads instead of serving
+//! wrong bytes — except a size of 0, for which no read is ever made: entries of
+//! size 0 are checked with one pinned HEAD each at mount ([`verify`]). The file
+//! is decoded by hand ([`decode`]) so that every error names the file, the
+//! entry and the field at fault.
 //!
 //! Signed URLs cannot be locked: their signature is stripped from the recorded
 //! URL (it is a credential), so `--locked` could not fetch them again;
 //! `--lock-out` refuses them up front instead of writing a lock that cannot work.
 
 mod decode;
+mod verify;
 
 use std::io::Write;
 use std::path::Path;
@@ -61,6 +66,15 @@ struct LockFile<'a> {
 pub struct Locked {
     pub block_size: u64,
     pub inputs: Vec<ResolvedInput>,
+    /// The entries of size 0, to be checked at the origin ([`verify`]).
+    pub empty: Vec<Empty>,
+}
+
+/// An entry of size 0: the object it pins, and how errors name the entry.
+#[derive(Debug)]
+pub struct Empty {
+    pub entry: String,
+    pub object: inputfs_core::ObjectId,
 }
 
 /// The mount's inputs: from `--locked`, or resolved from the input flags (and
@@ -96,6 +110,9 @@ pub fn inputs(
                     })?;
                 }
             }
+            runtime
+                .block_on(verify::empty_files(&locked.empty, origin))
+                .map_err(|e| anyhow!("--locked {shown}: {e}"))?;
             locked.inputs
         }
         None => {
