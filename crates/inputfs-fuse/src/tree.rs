@@ -164,7 +164,8 @@ impl Tree {
                 NodeKind::File { object } => object.id.size,
                 NodeKind::Dir { .. } => 0,
             })
-            .sum()
+            // Sizes come from origins and lock files: saturate, never overflow.
+            .fold(0, u64::saturating_add)
     }
 }
 
@@ -226,6 +227,32 @@ mod tests {
         assert!(t.child(ROOT_INO, OsStr::new("b")).is_some());
         assert_eq!(t.get(e).unwrap().parent, d);
         assert_eq!(t.total_bytes(), 5 + 7 + 9 + 5);
+    }
+
+    #[test]
+    fn total_bytes_saturates_instead_of_overflowing() {
+        // Sizes as large as a lock file or an origin may claim.
+        let engine = Engine::new(
+            Arc::new(MemorySource::new()),
+            vec![],
+            EngineConfig::default(),
+        )
+        .unwrap();
+        let huge = |path: &str| {
+            let id = inputfs_core::ObjectId {
+                kind: inputfs_core::SourceKind::Http,
+                url: format!("http://h/{path}"),
+                version: inputfs_core::Version::default(),
+                size: i64::MAX as u64,
+                mtime: std::time::SystemTime::UNIX_EPOCH,
+            };
+            TreeFile {
+                path: path.into(),
+                object: engine.object(id),
+            }
+        };
+        let t = Tree::build(vec![("a".into(), vec![huge("x"), huge("y"), huge("z")])]).unwrap();
+        assert_eq!(t.total_bytes(), u64::MAX);
     }
 
     #[test]

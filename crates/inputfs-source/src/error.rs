@@ -41,6 +41,18 @@ pub enum SourceError {
         detail: String,
         hint: String,
     },
+    /// The endpoint accepted the request (or not even the connection) but did
+    /// not answer in time, twice in a row.
+    #[error(
+        "{}{url}: no answer from {endpoint}: {detail} (check the endpoint and the network)",
+        who(input)
+    )]
+    TimedOut {
+        input: String,
+        url: String,
+        endpoint: String,
+        detail: String,
+    },
     /// A prefix or glob that matched nothing.
     #[error(
         "{}{url}: matches no objects (an empty prefix, or a glob nothing matches)",
@@ -109,7 +121,7 @@ impl SourceError {
     pub(crate) fn bad_url(url: &str, reason: &str) -> Self {
         SourceError::BadUrl {
             input: String::new(),
-            url: redact_url(url),
+            url: shorten(&redact_url(url)),
             reason: reason.to_string(),
         }
     }
@@ -122,6 +134,7 @@ impl SourceError {
             | SourceError::NotFound { input, .. }
             | SourceError::AccessDenied { input, .. }
             | SourceError::Unreachable { input, .. }
+            | SourceError::TimedOut { input, .. }
             | SourceError::Empty { input, .. }
             | SourceError::NotListable { input, .. }
             | SourceError::Conflict { input, .. }
@@ -138,10 +151,28 @@ impl SourceError {
     /// Whether trying again later may succeed (network trouble, throttling, 5xx).
     pub fn is_retryable(&self) -> bool {
         match self {
-            SourceError::Unreachable { .. } => true,
+            SourceError::Unreachable { .. } | SourceError::TimedOut { .. } => true,
             SourceError::Origin { retryable, .. } => *retryable,
             _ => false,
         }
+    }
+
+    /// Whether a request timed out (tried once more at most: see `resolve`).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, SourceError::TimedOut { .. })
+    }
+}
+
+/// How many characters of a user's string an error quotes at most.
+pub const QUOTED_CHARS: usize = 200;
+
+/// `s` as an error may quote it: whole when short, else its first
+/// [`QUOTED_CHARS`] characters and its length ("s3://b/aaaa…(70017 bytes)"), so
+/// that a 100 KB URL or name does not make a 100 KB error line.
+pub fn shorten(s: &str) -> String {
+    match s.char_indices().nth(QUOTED_CHARS) {
+        None => s.to_string(),
+        Some((end, _)) => format!("{}…({} bytes)", &s[..end], s.len()),
     }
 }
 
@@ -215,6 +246,23 @@ mod tests {
             "input a: s3://b/k: cannot reach endpoint http://127.0.0.1:1: connection refused (check AWS_ENDPOINT_URL)"
         );
         assert!(e.is_retryable());
+    }
+
+    #[test]
+    fn long_strings_are_quoted_shortened_with_their_length() {
+        assert_eq!(shorten("s3://b/k"), "s3://b/k");
+        let exact = "x".repeat(QUOTED_CHARS);
+        assert_eq!(shorten(&exact), exact);
+        let long = format!("http://h/{}", "é".repeat(50_000));
+        let shown = shorten(&long);
+        assert!(shown.starts_with("http://h/éé"), "{shown}");
+        assert!(shown.ends_with("…(100009 bytes)"), "{shown}");
+        assert_eq!(
+            shown.chars().count(),
+            QUOTED_CHARS + "…(100009 bytes)".chars().count()
+        );
+        let e = SourceError::bad_url(&long, "too long");
+        assert!(e.to_string().len() < 600, "{e}");
     }
 
     #[test]

@@ -6,22 +6,29 @@
 //! - [`glob`]: the small glob language of a URL's last segment.
 //! - [`stores`] (private): one `object_store` client per bucket/container/host,
 //!   from the cloud's environment, with our timeouts and no retries of its own.
+//! - [`timeouts`]: connect, first-byte, stall and whole-request timeouts of
+//!   every origin request.
+//! - [`guard`]: the panic boundary around `object_store`.
 //! - [`resolve`]: inputs -> files, each pinned to the version seen at mount.
-//! - [`origin`]: [`Origin`], the [`inputfs_core::Source`] over all of that, and the
-//!   one mapping from `object_store` errors to what the engine and users see.
+//! - [`origin`]: [`Origin`], the [`inputfs_core::Source`] over all of that.
+//! - `classify` (private): the one mapping from `object_store` errors to what
+//!   the engine and users see.
 //! - [`error`]: [`SourceError`], the one-line reason an input cannot be mounted.
 
+mod classify;
 pub mod error;
 pub mod glob;
+pub mod guard;
 pub mod origin;
 pub mod resolve;
 mod stores;
+pub mod timeouts;
 pub mod url;
 
 pub use error::SourceError;
 pub use origin::{Origin, OriginBuilder};
 pub use resolve::{InputSpec, RESOLVE_CONCURRENCY, ResolvedFile, ResolvedInput};
-pub use stores::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+pub use timeouts::{CONNECT_TIMEOUT, FIRST_BYTE_TIMEOUT, REQUEST_TIMEOUT, STALL_TIMEOUT, Timeouts};
 pub use url::{ParsedUrl, StoreLocation, Target, parse_url};
 
 /// Re-exported so callers can pass store options without depending on

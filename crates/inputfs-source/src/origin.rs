@@ -1,30 +1,43 @@
 //! [`Origin`]: the real [`Source`] — ranged reads over `object_store`, pinned to the
-//! version resolved at mount — and the one place `object_store` errors are sorted
-//! into what the engine and the user need to know (gone, changed, denied,
-//! unreachable, worth retrying or not).
+//! version resolved at mount (errors are sorted in [`crate::classify`]).
 //!
 //! Pinning is belt and braces: the request carries `If-Match` (the ETag) and the
 //! store's version id where there is one, *and* the response's ETag and size are
 //! checked against the pinned ones before its body is read, so a server that
 //! ignores `If-Match` still cannot hand out bytes of another version.
+//!
+//! A read whose request times out (see [`crate::timeouts`]) is tried once more
+//! here, at once, and if that fails too the error is final: the engine's retry
+//! policy (four attempts) is for errors that come quickly, and four times a
+//! timeout is what made a read of an origin that never answers take minutes.
+//! So such a read fails with `EIO` after two timeouts (about 20 s by default).
+//!
+//! One application `read` can still ask twice: the kernel reads ahead (one
+//! FUSE read of up to 1 MiB), and when that fails it reads the page the
+//! application wanted again, synchronously — a second fetch of the same block,
+//! another 20 s (measured: `dd` got `EIO` after 40 s). So a range whose fetch
+//! just timed out twice fails at once for [`REPEAT_WINDOW`] with the same
+//! error, without asking the origin again; a later read asks afresh.
 
 use std::collections::HashMap;
-use std::error::Error as StdError;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use inputfs_core::{Error, ObjectId, Source};
 use object_store::aws::AmazonS3ConfigKey;
 use object_store::azure::AzureConfigKey;
-use object_store::client::{HttpError, HttpErrorKind};
 use object_store::gcp::GoogleConfigKey;
 use object_store::path::Path;
 use object_store::{ClientConfigKey, GetOptions, GetRange};
 
+use crate::classify::{Class, classify, to_core};
 use crate::error::{SourceError, redact};
+use crate::guard::Guarded;
 use crate::stores::{SharedHttp, StoreEntry, StoreOptions, build_store};
+use crate::timeouts::Timeouts;
 use crate::url::{ParsedUrl, StoreLocation, Target, parse_url};
 
 /// Resolves input URLs and serves ranged reads of what it resolved. Cheap to
@@ -41,7 +54,17 @@ struct Inner {
     shared_http: Arc<SharedHttp>,
     /// Canonical URL -> where to fetch it (the fetch side may hold a signed query).
     objects: RwLock<HashMap<String, Pinned>>,
+    /// Ranges whose fetch timed out twice moments ago (see the module docs).
+    timed_out: Mutex<HashMap<RangeKey, (Instant, Error)>>,
 }
+
+/// A range of an object: (canonical URL, start, end).
+type RangeKey = (String, u64, u64);
+
+/// How long a range whose fetch timed out twice fails at once when asked for
+/// again: long enough for the kernel's re-read of a failed readahead (which
+/// comes right after it), short enough that a later read asks the origin.
+pub const REPEAT_WINDOW: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug)]
 pub(crate) struct Pinned {
@@ -82,6 +105,12 @@ impl OriginBuilder {
         self.options.client.push((key, value.into()));
         self
     }
+    /// The first-byte and stall timeouts of every HTTP request (the connect and
+    /// whole-request timeouts are client options: `ConnectTimeout`, `Timeout`).
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.options.timeouts = timeouts;
+        self
+    }
     pub fn build(self) -> Origin {
         Origin {
             inner: Arc::new(Inner {
@@ -108,12 +137,17 @@ impl Origin {
         if let Some(entry) = stores.get(&parsed.store) {
             return Ok(entry.clone());
         }
-        let entry = build_store(&parsed.store, &self.inner.options, &self.inner.shared_http)
-            .map_err(|message| SourceError::Config {
-                input: String::new(),
-                url: parsed.canonical.clone(),
-                message: redact(&message),
-            })?;
+        let built = crate::guard::catch(|| {
+            build_store(&parsed.store, &self.inner.options, &self.inner.shared_http)
+        })
+        .unwrap_or_else(|panicked| Err(panicked.to_string()));
+        let mut entry = built.map_err(|message| SourceError::Config {
+            input: String::new(),
+            url: parsed.canonical.clone(),
+            message: redact(&message),
+        })?;
+        // Every call into the client from here on is panic-guarded.
+        entry.store = Arc::new(Guarded(entry.store));
         stores.insert(parsed.store.clone(), entry.clone());
         Ok(entry)
     }
@@ -193,261 +227,158 @@ impl Source for Origin {
             return Ok(Bytes::new());
         }
         let pinned = self.pinned(object)?;
+        let key = (object.url.clone(), range.start, range.end);
+        if let Some(e) = self.timed_out_recently(&key) {
+            return Err(e);
+        }
+        let first = match self.fetch(&pinned, object, range.clone()).await {
+            Ok(bytes) => return Ok(bytes),
+            Err(Fetch::TimedOut(e)) => e,
+            Err(Fetch::Failed(e)) => return Err(e),
+        };
+        tracing::debug!(url = %object.url, error = %redact(&first.to_string()),
+            "origin request timed out; trying once more");
+        match self.fetch(&pinned, object, range).await {
+            Ok(bytes) => Ok(bytes),
+            // Final, whatever it is: one timeout is all the time a read gets
+            // to spend on retries.
+            Err(Fetch::TimedOut(e)) => {
+                let e = final_error(to_core(&e, object), "timed out twice");
+                self.remember_timeout(key, e.clone());
+                Err(e)
+            }
+            Err(Fetch::Failed(e)) => Err(final_error(e, "after a timeout")),
+        }
+    }
+}
+
+/// How one attempt at a ranged read failed.
+enum Fetch {
+    /// A request timed out (not yet converted: the caller decides if it is final).
+    TimedOut(object_store::Error),
+    Failed(Error),
+}
+
+/// `e`, made not retryable, saying why.
+fn final_error(e: Error, why: &str) -> Error {
+    match e {
+        Error::Origin { url, message, .. } => Error::Origin {
+            url,
+            message: format!("{message} ({why})"),
+            retryable: false,
+            throttled: false,
+        },
+        other => other,
+    }
+}
+
+impl Origin {
+    /// The error of `key`'s fetch if it timed out twice within [`REPEAT_WINDOW`].
+    fn timed_out_recently(&self, key: &RangeKey) -> Option<Error> {
+        let recent = self
+            .inner
+            .timed_out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (at, e) = recent.get(key)?;
+        (at.elapsed() < REPEAT_WINDOW).then(|| e.clone())
+    }
+
+    fn remember_timeout(&self, key: RangeKey, e: Error) {
+        let mut recent = self
+            .inner
+            .timed_out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        recent.retain(|_, (at, _)| at.elapsed() < REPEAT_WINDOW);
+        recent.insert(key, (Instant::now(), e));
+    }
+
+    /// One ranged GET of `object`, pinned and checked against its version.
+    async fn fetch(
+        &self,
+        pinned: &Pinned,
+        object: &ObjectId,
+        range: Range<u64>,
+    ) -> Result<Bytes, Fetch> {
+        let failed = |e: object_store::Error| match classify(&e) {
+            Class::TimedOut => Fetch::TimedOut(e),
+            _ => Fetch::Failed(to_core(&e, object)),
+        };
         let etag = object.version.etag.clone();
         let options = GetOptions {
-            range: Some(GetRange::Bounded(range.clone())),
+            range: Some(GetRange::Bounded(range)),
             // A weak ETag never matches `If-Match` (strong comparison): rely on the
             // response check below for those.
             if_match: etag.clone().filter(|e| !e.starts_with("W/")),
             version: object.version.version_id.clone(),
             ..GetOptions::default()
         };
-        let changed = || Error::VersionChanged {
-            url: object.url.clone(),
-            version: object.version.token(),
-        };
         let result = pinned
             .entry
             .store
             .get_opts(&pinned.path, options)
             .await
-            .map_err(|e| to_core(&e, object))?;
-        let meta = &result.meta;
-        let etag_differs = matches!((&etag, &meta.e_tag), (Some(want), Some(got)) if want != got);
-        let mtime_differs = etag.is_none()
-            && meta.last_modified.timestamp() != 0
-            && object
-                .version
-                .modified_unix
-                .is_some_and(|m| m != meta.last_modified.timestamp());
-        if etag_differs || mtime_differs || meta.size != object.size {
-            return Err(changed());
+            .map_err(failed)?;
+        if version_differs(object, &result.meta) || result.meta.size != object.size {
+            return Err(Fetch::Failed(Error::VersionChanged {
+                url: object.url.clone(),
+                version: object.version.token(),
+            }));
         }
-        let bytes = result.bytes().await.map_err(|e| to_core(&e, object))?;
-        Ok(bytes)
+        result.bytes().await.map_err(failed)
     }
-}
 
-/// What an `object_store` error means for us.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Class {
-    NotFound,
-    /// Precondition failed: the object is no longer the pinned version.
-    Changed,
-    /// 401/403.
-    Denied,
-    /// Could not connect at all.
-    Unreachable,
-    /// Connected, but the server's TLS certificate is not trusted (unknown CA,
-    /// wrong name, expired): a setting to fix, not worth retrying.
-    Certificate,
-    /// Timeouts, dropped connections, 5xx, 429: may work if tried again.
-    Transient,
-    Permanent,
-}
-
-/// Sort an `object_store` error. `object_store` keeps the HTTP status of a failed
-/// request in a private type, so it is found in the variant where the crate maps
-/// one, else by the transport error kind or the status text in the source chain.
-pub(crate) fn classify(e: &object_store::Error) -> Class {
-    use object_store::Error as E;
-    match e {
-        E::NotFound { .. } => Class::NotFound,
-        E::Precondition { .. } => Class::Changed,
-        E::PermissionDenied { .. } | E::Unauthenticated { .. } => Class::Denied,
-        E::JoinError { .. } => Class::Transient,
-        _ => classify_chain(e),
-    }
-}
-
-fn classify_chain(e: &(dyn StdError + 'static)) -> Class {
-    if is_certificate_error(e) {
-        return Class::Certificate;
-    }
-    let mut current = Some(e);
-    while let Some(err) = current {
-        if let Some(http) = err.downcast_ref::<HttpError>() {
-            return match http.kind() {
-                HttpErrorKind::Connect => Class::Unreachable,
-                HttpErrorKind::Timeout
-                | HttpErrorKind::Request
-                | HttpErrorKind::Interrupted
-                | HttpErrorKind::Decode => Class::Transient,
-                _ => Class::Permanent,
-            };
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as K;
-            match io.kind() {
-                K::NotFound => return Class::NotFound,
-                K::PermissionDenied => return Class::Denied,
-                K::ConnectionRefused | K::HostUnreachable | K::NetworkUnreachable => {
-                    return Class::Unreachable;
-                }
-                K::TimedOut
-                | K::ConnectionReset
-                | K::ConnectionAborted
-                | K::BrokenPipe
-                | K::UnexpectedEof
-                | K::Interrupted => return Class::Transient,
-                _ => {}
+    /// The size of `object` at the origin, asked with a HEAD pinned to its
+    /// version (as its reads are): for a lock file entry that says it is empty,
+    /// which no read would ever check.
+    pub async fn pinned_size(&self, object: &ObjectId) -> Result<u64, SourceError> {
+        let pinned = self.prepare_pinned(object)?;
+        let options = GetOptions {
+            head: true,
+            if_match: object.version.etag.clone().filter(|e| !e.starts_with("W/")),
+            version: object.version.version_id.clone(),
+            ..GetOptions::default()
+        };
+        let head = || async {
+            let got = pinned
+                .entry
+                .store
+                .get_opts(&pinned.path, options.clone())
+                .await
+                .map_err(|e| {
+                    crate::classify::to_source(&e, "", &object.url, &pinned.entry, false)
+                })?;
+            if version_differs(object, &got.meta) {
+                return Err(SourceError::Origin {
+                    input: String::new(),
+                    url: object.url.clone(),
+                    message: format!(
+                        "the origin no longer has the pinned version ({})",
+                        object.version.token()
+                    ),
+                    retryable: false,
+                });
             }
-        }
-        let text = err.to_string();
-        if let Some(status) = status_in(&text) {
-            return match status {
-                404 => Class::NotFound,
-                412 => Class::Changed,
-                401 | 403 => Class::Denied,
-                408 | 429 | 500..=599 => Class::Transient,
-                _ => Class::Permanent,
-            };
-        }
-        if text.contains("SlowDown") || text.contains("InternalError") {
-            return Class::Transient;
-        }
-        current = err.source();
-    }
-    Class::Permanent
-}
-
-/// Whether a TLS certificate check failed somewhere in the chain (rustls says
-/// "invalid peer certificate: UnknownIssuer / NotValidForName / Expired ...").
-fn is_certificate_error(e: &(dyn StdError + 'static)) -> bool {
-    let mut current = Some(e);
-    while let Some(err) = current {
-        if err.to_string().contains("invalid peer certificate") {
-            return true;
-        }
-        current = err.source();
-    }
-    false
-}
-
-/// Whether the origin asked us to slow down: HTTP 429, or 503 (S3 `SlowDown`,
-/// Azure `ServerBusy`, GCS `rateLimitExceeded` come with one of those), found
-/// like [`classify`] finds a status: in the error chain's text.
-pub(crate) fn is_throttling(e: &(dyn StdError + 'static)) -> bool {
-    let mut current = Some(e);
-    while let Some(err) = current {
-        let text = err.to_string();
-        if matches!(status_in(&text), Some(429 | 503))
-            || [
-                "SlowDown",
-                "ServerBusy",
-                "TooManyRequests",
-                "rateLimitExceeded",
-            ]
-            .iter()
-            .any(|code| text.contains(code))
-        {
-            return true;
-        }
-        current = err.source();
-    }
-    false
-}
-
-/// The HTTP status in `object_store`'s "non-2xx status code: 503 Service ..." text.
-fn status_in(text: &str) -> Option<u16> {
-    let rest = text.split_once("status code: ")?.1;
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok().filter(|s| (100..600).contains(s))
-}
-
-/// The innermost cause of an error, for short messages ("Connection refused").
-pub(crate) fn root_cause(e: &(dyn StdError + 'static)) -> String {
-    let mut current = e;
-    while let Some(next) = current.source() {
-        current = next;
-    }
-    redact(&current.to_string())
-}
-
-/// A read-path error for the engine.
-pub(crate) fn to_core(e: &object_store::Error, object: &ObjectId) -> Error {
-    let url = object.url.clone();
-    let message = redact(&e.to_string());
-    match classify(e) {
-        Class::NotFound => Error::NotFound { url },
-        Class::Changed => Error::VersionChanged {
-            url,
-            version: object.version.token(),
-        },
-        Class::Denied => Error::Origin {
-            url,
-            message: format!("access denied: {message}"),
-            retryable: false,
-            throttled: false,
-        },
-        Class::Unreachable | Class::Transient => Error::Origin {
-            url,
-            message,
-            retryable: true,
-            throttled: is_throttling(e),
-        },
-        Class::Permanent | Class::Certificate => Error::Origin {
-            url,
-            message,
-            retryable: false,
-            throttled: false,
-        },
+            Ok(got.meta.size)
+        };
+        crate::resolve::with_retries(head).await
     }
 }
 
-/// A resolve-time error for the user. `listing` says the request was a LIST (a
-/// 404 then means the bucket or container, not an object, is missing).
-pub(crate) fn to_source(
-    e: &object_store::Error,
-    input: &str,
-    url: &str,
-    entry: &StoreEntry,
-    listing: bool,
-) -> SourceError {
-    let (input, url) = (input.to_string(), url.to_string());
-    match classify(e) {
-        Class::NotFound if !listing => SourceError::NotFound { input, url },
-        Class::NotFound => SourceError::Origin {
-            input,
-            url,
-            message: "no such bucket or container".into(),
-            retryable: false,
-        },
-        Class::Denied => SourceError::AccessDenied {
-            input,
-            url,
-            hint: entry.credentials_hint.to_string(),
-        },
-        Class::Unreachable => SourceError::Unreachable {
-            input,
-            url,
-            endpoint: entry.endpoint.clone(),
-            detail: root_cause(e),
-            hint: entry.endpoint_hint.to_string(),
-        },
-        Class::Certificate => SourceError::Origin {
-            input,
-            url,
-            message: format!(
-                "TLS certificate of {} not trusted: {} (to trust a private CA, set SSL_CERT_FILE to a PEM bundle that holds it)",
-                entry.endpoint,
-                root_cause(e)
-            ),
-            retryable: false,
-        },
-        Class::Changed => SourceError::Origin {
-            input,
-            url,
-            message: "changed while it was being resolved: try again".into(),
-            retryable: true,
-        },
-        class => SourceError::Origin {
-            input,
-            url,
-            message: redact(&e.to_string()),
-            retryable: class == Class::Transient,
-        },
-    }
+/// Whether what the origin says about an object is not the pinned version
+/// (ETag, or modification time where there is no ETag). The size is not
+/// compared here: callers do, each in its own way.
+fn version_differs(object: &ObjectId, meta: &object_store::ObjectMeta) -> bool {
+    let etag = &object.version.etag;
+    let etag_differs = matches!((etag, &meta.e_tag), (Some(want), Some(got)) if want != got);
+    let mtime_differs = etag.is_none()
+        && meta.last_modified.timestamp() != 0
+        && object
+            .version
+            .modified_unix
+            .is_some_and(|m| m != meta.last_modified.timestamp());
+    etag_differs || mtime_differs
 }
 
 #[cfg(test)]

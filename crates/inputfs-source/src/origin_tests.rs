@@ -1,12 +1,13 @@
-//! Unit tests of the error mapping: every class of `object_store` error becomes the
-//! right engine error (with the right retryability) and the right one-line
-//! resolve error, and no message leaks a signature.
+//! Unit tests of `Origin`'s reads: ranges checked before any request, pinned
+//! URLs prepared without the network, and a timed-out request tried once more
+//! then given up (against a real socket that answers as each test needs).
 
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use inputfs_core::{SourceKind, Version};
-use object_store::memory::InMemory;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 use super::*;
 
@@ -22,220 +23,6 @@ fn object() -> ObjectId {
         size: 10,
         mtime: SystemTime::UNIX_EPOCH,
     }
-}
-
-fn entry() -> StoreEntry {
-    StoreEntry {
-        store: Arc::new(InMemory::new()),
-        endpoint: "http://127.0.0.1:9".into(),
-        credentials_hint: crate::stores::S3_CREDENTIALS,
-        endpoint_hint: "check AWS_ENDPOINT_URL and the network",
-    }
-}
-
-fn generic(source: impl Into<Box<dyn StdError + Send + Sync>>) -> object_store::Error {
-    object_store::Error::Generic {
-        store: "S3",
-        source: source.into(),
-    }
-}
-
-fn http(kind: HttpErrorKind, io: std::io::ErrorKind, text: &str) -> object_store::Error {
-    generic(HttpError::new(
-        kind,
-        std::io::Error::new(io, text.to_string()),
-    ))
-}
-
-fn status(text: &str) -> object_store::Error {
-    generic(format!(
-        "Error performing GET http://h/k in 3ms - Server returned non-2xx status code: {text}: <Error/>"
-    ))
-}
-
-#[test]
-fn classes() {
-    use object_store::Error as E;
-    let nf = E::NotFound {
-        path: "k".into(),
-        source: "404".into(),
-    };
-    assert_eq!(classify(&nf), Class::NotFound);
-    let pre = E::Precondition {
-        path: "k".into(),
-        source: "412".into(),
-    };
-    assert_eq!(classify(&pre), Class::Changed);
-    let denied = E::PermissionDenied {
-        path: "k".into(),
-        source: "403".into(),
-    };
-    assert_eq!(classify(&denied), Class::Denied);
-    let unauth = E::Unauthenticated {
-        path: "k".into(),
-        source: "401".into(),
-    };
-    assert_eq!(classify(&unauth), Class::Denied);
-    let refused = http(
-        HttpErrorKind::Connect,
-        std::io::ErrorKind::ConnectionRefused,
-        "Connection refused",
-    );
-    assert_eq!(classify(&refused), Class::Unreachable);
-    let timeout = http(
-        HttpErrorKind::Timeout,
-        std::io::ErrorKind::TimedOut,
-        "timed out",
-    );
-    assert_eq!(classify(&timeout), Class::Transient);
-    let reset = http(
-        HttpErrorKind::Interrupted,
-        std::io::ErrorKind::ConnectionReset,
-        "reset",
-    );
-    assert_eq!(classify(&reset), Class::Transient);
-    // A certificate rustls rejects is a setting to fix, not a network blip.
-    let untrusted = http(
-        HttpErrorKind::Connect,
-        std::io::ErrorKind::InvalidData,
-        "invalid peer certificate: UnknownIssuer",
-    );
-    assert_eq!(classify(&untrusted), Class::Certificate);
-    assert_eq!(
-        classify(&status("503 Service Unavailable")),
-        Class::Transient
-    );
-    assert_eq!(
-        classify(&status("500 Internal Server Error")),
-        Class::Transient
-    );
-    assert_eq!(classify(&status("429 Too Many Requests")), Class::Transient);
-    assert_eq!(classify(&status("400 Bad Request")), Class::Permanent);
-    assert_eq!(classify(&status("412 Precondition Failed")), Class::Changed);
-    assert_eq!(
-        classify(&generic("<Code>SlowDown</Code>")),
-        Class::Transient
-    );
-    assert_eq!(classify(&generic("something odd")), Class::Permanent);
-    assert_eq!(status_in("non-2xx status code: 502 Bad Gateway"), Some(502));
-    assert_eq!(status_in("status code: abc"), None);
-}
-
-#[test]
-fn engine_errors() {
-    let obj = object();
-    use object_store::Error as E;
-    let nf = E::NotFound {
-        path: "k".into(),
-        source: "404".into(),
-    };
-    assert!(matches!(to_core(&nf, &obj), Error::NotFound { url } if url == "s3://b/k"));
-    let pre = E::Precondition {
-        path: "k".into(),
-        source: "412".into(),
-    };
-    match to_core(&pre, &obj) {
-        Error::VersionChanged { url, version } => {
-            assert_eq!(url, "s3://b/k");
-            assert_eq!(version, "etag:\"e1\"");
-        }
-        other => panic!("{other:?}"),
-    }
-    let retryable = |e: &object_store::Error| to_core(e, &obj).is_retryable();
-    assert!(retryable(&http(
-        HttpErrorKind::Connect,
-        std::io::ErrorKind::ConnectionRefused,
-        "x"
-    )));
-    assert!(retryable(&http(
-        HttpErrorKind::Timeout,
-        std::io::ErrorKind::TimedOut,
-        "x"
-    )));
-    assert!(retryable(&status("503 Service Unavailable")));
-    assert!(retryable(&status("429 Too Many Requests")));
-    assert!(!retryable(&status("400 Bad Request")));
-    assert!(!retryable(&E::PermissionDenied {
-        path: "k".into(),
-        source: "403".into()
-    }));
-    assert!(!retryable(&pre));
-    assert!(!retryable(&nf));
-}
-
-#[test]
-fn throttling_responses_are_marked_throttled() {
-    let obj = object();
-    let throttled = |e: &object_store::Error| {
-        let core = to_core(e, &obj);
-        assert!(core.is_retryable() || !core.is_throttling(), "{core:?}");
-        core.is_throttling()
-    };
-    assert!(throttled(&status("503 Service Unavailable")));
-    assert!(throttled(&status("429 Too Many Requests")));
-    assert!(throttled(&generic(
-        "<Code>SlowDown</Code> Please reduce your request rate"
-    )));
-    assert!(!throttled(&status("500 Internal Server Error")));
-    assert!(!throttled(&status("403 Forbidden")));
-    assert!(!throttled(&http(
-        HttpErrorKind::Timeout,
-        std::io::ErrorKind::TimedOut,
-        "x"
-    )));
-}
-
-#[test]
-fn resolve_errors_are_one_line_and_name_the_fix() {
-    use object_store::Error as E;
-    let e = entry();
-    let nf = E::NotFound {
-        path: "k".into(),
-        source: "404".into(),
-    };
-    assert_eq!(
-        to_source(&nf, "train", "s3://b/k", &e, false).to_string(),
-        "input train: s3://b/k: no such object"
-    );
-    let msg = to_source(&nf, "train", "s3://b/", &e, true).to_string();
-    assert_eq!(msg, "input train: s3://b/: no such bucket or container");
-
-    let denied = E::PermissionDenied {
-        path: "k".into(),
-        source: "403".into(),
-    };
-    let msg = to_source(&denied, "train", "s3://b/k", &e, false).to_string();
-    assert!(
-        msg.starts_with("input train: s3://b/k: access denied (check credentials: "),
-        "{msg}"
-    );
-    assert!(
-        msg.contains("AWS_ACCESS_KEY_ID") && msg.contains("AWS_SECRET_ACCESS_KEY"),
-        "{msg}"
-    );
-
-    let refused = http(
-        HttpErrorKind::Connect,
-        std::io::ErrorKind::ConnectionRefused,
-        "Connection refused",
-    );
-    let err = to_source(&refused, "train", "s3://b/k", &e, false);
-    assert_eq!(
-        err.to_string(),
-        "input train: s3://b/k: cannot reach endpoint http://127.0.0.1:9: Connection refused (check AWS_ENDPOINT_URL and the network)"
-    );
-    assert!(err.is_retryable());
-
-    let signed = generic(
-        "Error performing GET https://h/k?X-Amz-Signature=topsecret&a=1 in 1ms\n - Server returned non-2xx status code: 400 Bad Request: x",
-    );
-    let msg = to_source(&signed, "i", "https://h/k", &e, false).to_string();
-    assert!(!msg.contains("topsecret") && !msg.contains('\n'), "{msg}");
-    let core = to_core(&signed, &object()).to_string();
-    assert!(
-        !core.contains("topsecret") && !core.contains('\n'),
-        "{core}"
-    );
 }
 
 #[tokio::test]
@@ -278,4 +65,163 @@ async fn prepare_takes_wildcards_in_a_pinned_url_as_part_of_the_name() {
     obj.url = "s3://b/dir/".into();
     let err = origin.prepare(&obj).unwrap_err().to_string();
     assert!(err.contains("names a prefix, not one object"), "{err}");
+}
+
+const SHORT: Duration = Duration::from_millis(300);
+const BODY: &[u8] = b"0123456789";
+
+/// What the test server does with the n-th connection (from 0).
+#[derive(Clone, Copy)]
+enum Reply {
+    /// Accept, read the request, answer nothing.
+    Hold,
+    /// Answer with BODY (206 for a GET of it all, headers only for a HEAD).
+    Answer,
+}
+
+/// A server on loopback that reads one request per connection and replies as
+/// `script` says for that connection (the last entry for all later ones).
+/// Returns its address and how many connections it accepted.
+async fn server(script: &'static [Reply]) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let reply = script[n.min(script.len() - 1)];
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if let Reply::Answer = reply {
+                    let is_head = head.starts_with(b"HEAD");
+                    let len = BODY.len();
+                    let status = if is_head {
+                        "200 OK".to_string()
+                    } else {
+                        format!(
+                            "206 Partial Content\r\nContent-Range: bytes 0-{}/{len}",
+                            len - 1
+                        )
+                    };
+                    let mut out = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {len}\r\nETag: \"e\"\r\nLast-Modified: Mon, 01 Dec 2025 00:00:00 GMT\r\nConnection: close\r\n\r\n"
+                    )
+                    .into_bytes();
+                    if !is_head {
+                        out.extend_from_slice(BODY);
+                    }
+                    let _ = conn.write_all(&out).await;
+                }
+                // Hold the connection until the client drops it.
+                let _ = conn.read(&mut buf).await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+fn http_origin() -> Origin {
+    Origin::builder()
+        .without_env()
+        .timeouts(Timeouts {
+            first_byte: SHORT,
+            stall: SHORT,
+        })
+        .build()
+}
+
+fn http_object(addr: std::net::SocketAddr, etag: &str) -> ObjectId {
+    ObjectId {
+        kind: SourceKind::Http,
+        url: format!("http://{addr}/f.bin"),
+        version: Version {
+            etag: Some(etag.into()),
+            version_id: None,
+            modified_unix: None,
+        },
+        size: BODY.len() as u64,
+        mtime: SystemTime::UNIX_EPOCH,
+    }
+}
+
+#[tokio::test]
+async fn an_origin_that_never_answers_fails_a_read_after_two_timeouts_not_retryable() {
+    let (addr, accepted) = server(&[Reply::Hold]).await;
+    let origin = http_origin();
+    let started = Instant::now();
+    let err = origin
+        .get_range(&http_object(addr, "\"e\""), 0..10)
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(!err.is_retryable(), "the engine would retry it: {err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("first-byte timeout") && text.contains("timed out twice"),
+        "{text}"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "one request, one more");
+    assert!(elapsed >= SHORT * 2 && elapsed < SHORT * 6, "{elapsed:?}");
+    // The kernel's re-read of the same range right after: the same error at
+    // once, the origin not asked again.
+    let started = Instant::now();
+    let again = origin
+        .get_range(&http_object(addr, "\"e\""), 0..10)
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < SHORT, "{:?}", started.elapsed());
+    assert_eq!(again.to_string(), text);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    // Another range is asked for.
+    origin
+        .get_range(&http_object(addr, "\"e\""), 0..5)
+        .await
+        .unwrap_err();
+    assert_eq!(accepted.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_read_whose_first_request_times_out_gets_its_bytes_from_the_second() {
+    let (addr, accepted) = server(&[Reply::Hold, Reply::Answer]).await;
+    let origin = http_origin();
+    let got = origin
+        .get_range(&http_object(addr, "\"e\""), 0..10)
+        .await
+        .unwrap();
+    assert_eq!(&got[..], BODY);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn pinned_size_is_what_a_pinned_head_says() {
+    let (addr, _) = server(&[Reply::Answer]).await;
+    let origin = http_origin();
+    let mut obj = http_object(addr, "\"e\"");
+    obj.size = 0;
+    assert_eq!(origin.pinned_size(&obj).await.unwrap(), BODY.len() as u64);
+    // Another version at the origin: the size of the pinned one is unknown.
+    let other = http_object(addr, "\"other\"");
+    let err = origin.pinned_size(&other).await.unwrap_err().to_string();
+    assert!(err.contains("no longer has the pinned version"), "{err}");
+}
+
+#[tokio::test]
+async fn pinned_size_of_an_origin_that_never_answers_gives_up_after_two_timeouts() {
+    let (addr, accepted) = server(&[Reply::Hold]).await;
+    let origin = http_origin();
+    let err = origin
+        .pinned_size(&http_object(addr, "\"e\""))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }

@@ -8,6 +8,7 @@
 //! an error naming the input and the objects, rather than discovered later.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use futures::{StreamExt, TryStreamExt};
@@ -15,9 +16,10 @@ use inputfs_core::{ObjectId, RetryPolicy, SourceKind, Version};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
 
+use crate::classify::to_source;
 use crate::error::SourceError;
 use crate::glob::{glob_match, is_recursive};
-use crate::origin::{Origin, Pinned, to_source};
+use crate::origin::{Origin, Pinned};
 use crate::stores::StoreEntry;
 use crate::url::{ParsedUrl, Target, check_key, parse_url};
 
@@ -47,6 +49,22 @@ pub struct ResolvedInput {
     pub files: Vec<ResolvedFile>,
 }
 
+/// Run `op` with the engine's retry policy, except that after a second timeout
+/// it gives up (as reads do, see [`crate::origin`]): an endpoint that does not
+/// answer fails the mount after two timeouts, not four.
+pub(crate) async fn with_retries<T, F, Fut>(op: F) -> Result<T, SourceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SourceError>>,
+{
+    let timeouts = AtomicU32::new(0);
+    RetryPolicy::default()
+        .run(op, |e: &SourceError| {
+            e.is_retryable() && !(e.is_timeout() && timeouts.fetch_add(1, Ordering::Relaxed) >= 1)
+        })
+        .await
+}
+
 impl Origin {
     /// Resolve every input, at most [`RESOLVE_CONCURRENCY`] at a time, and register
     /// the stores and objects that later reads need. Results are in input order;
@@ -57,8 +75,7 @@ impl Origin {
             .map(|spec| async move {
                 // A dropped keep-alive connection or a 503 must not fail the mount:
                 // retry the input's whole resolution with the engine's policy.
-                RetryPolicy::default()
-                    .run(|| self.resolve_one(spec), SourceError::is_retryable)
+                with_retries(|| self.resolve_one(spec))
                     .await
                     .map_err(|e| e.with_input(&spec.name))
             })

@@ -7,14 +7,15 @@
 //! can talk to a local test server without touching its own environment.
 //!
 //! Every client gets the same transport policy: a 5 s connect timeout, a 60 s
-//! request timeout (unless the environment sets its own), and **no retries** of
-//! its own — retrying is done once, by `inputfs_core::Retrying` in the engine, and
-//! doubling it here would multiply the wait before a read gives up.
+//! request timeout (unless the environment or the options set their own), the
+//! first-byte and stall timeouts of [`crate::timeouts`] on every HTTP request,
+//! and **no retries** of its own — retrying is done once, by
+//! `inputfs_core::Retrying` in the engine, and doubling it here would multiply
+//! the wait before a read gives up.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
@@ -24,12 +25,8 @@ use object_store::http::HttpBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::{ClientConfigKey, ClientOptions, ObjectStore, RetryConfig};
 
+use crate::timeouts::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, TimedConnector, Timeouts};
 use crate::url::StoreLocation;
-
-/// Default connect timeout of every client.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default whole-request timeout of every client.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How the store clients are configured: the environment (by default) plus
 /// explicit options, which win over it. Values may be secrets: `Debug` shows keys only.
@@ -40,6 +37,7 @@ pub struct StoreOptions {
     pub(crate) gcs: Vec<(GoogleConfigKey, String)>,
     pub(crate) azure: Vec<(AzureConfigKey, String)>,
     pub(crate) client: Vec<(ClientConfigKey, String)>,
+    pub(crate) timeouts: Timeouts,
 }
 
 impl Default for StoreOptions {
@@ -50,6 +48,7 @@ impl Default for StoreOptions {
             gcs: Vec::new(),
             azure: Vec::new(),
             client: Vec::new(),
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -68,6 +67,7 @@ impl fmt::Debug for StoreOptions {
                 "client",
                 &self.client.iter().map(|(k, _)| k).collect::<Vec<_>>(),
             )
+            .field("timeouts", &self.timeouts)
             .finish()
     }
 }
@@ -98,6 +98,14 @@ pub(crate) const AZURE_CREDENTIALS: &str = "AZURE_STORAGE_ACCOUNT_NAME with AZUR
 pub(crate) const HTTP_CREDENTIALS: &str =
     "the server refused the URL; if it is a signed URL it may have expired: sign it again";
 pub(crate) const FILE_CREDENTIALS: &str = "the file's permissions for this user";
+
+/// Every HTTP client of a store, with the first-byte and stall timeouts.
+fn timed(opts: &StoreOptions) -> TimedConnector<ReqwestConnector> {
+    TimedConnector {
+        inner: ReqwestConnector::default(),
+        timeouts: opts.timeouts,
+    }
+}
 
 fn retry() -> RetryConfig {
     RetryConfig {
@@ -195,7 +203,11 @@ pub(crate) fn build_store(
                     .unwrap_or("https://storage.googleapis.com")
                     .trim_end_matches('/'),
             );
-            let store = b.with_bucket_name(bucket).with_retry(retry()).build();
+            let store = b
+                .with_bucket_name(bucket)
+                .with_retry(retry())
+                .with_http_connector(timed(opts))
+                .build();
             Ok(StoreEntry {
                 store: Arc::new(store.map_err(|e| e.to_string())?),
                 endpoint,
@@ -262,7 +274,11 @@ pub(crate) fn build_store(
                         .map(|a| format!("https://{a}.blob.core.windows.net"))
                 })
                 .unwrap_or_else(|| "https://ACCOUNT.blob.core.windows.net".into());
-            let store = b.with_container_name(container).with_retry(retry()).build();
+            let store = b
+                .with_container_name(container)
+                .with_retry(retry())
+                .with_http_connector(timed(opts))
+                .build();
             Ok(StoreEntry {
                 store: Arc::new(store.map_err(|e| e.to_string())?),
                 endpoint,
@@ -284,9 +300,12 @@ pub(crate) fn build_store(
                 .with_url(base)
                 .with_client_options(options)
                 .with_retry(retry())
-                .with_http_connector(SharedConnector {
-                    shared: shared_http.clone(),
-                    allow_http,
+                .with_http_connector(TimedConnector {
+                    inner: SharedConnector {
+                        shared: shared_http.clone(),
+                        allow_http,
+                    },
+                    timeouts: opts.timeouts,
                 })
                 .build()
                 .map_err(|e| crate::error::redact(&e.to_string()))?;
@@ -333,7 +352,11 @@ fn build_s3(bucket: &str, opts: &StoreOptions) -> Result<StoreEntry, String> {
             .unwrap_or_else(|| "us-east-1".into());
         format!("https://s3.{region}.amazonaws.com")
     });
-    let store = b.with_bucket_name(bucket).with_retry(retry()).build();
+    let store = b
+        .with_bucket_name(bucket)
+        .with_retry(retry())
+        .with_http_connector(timed(opts))
+        .build();
     Ok(StoreEntry {
         store: Arc::new(store.map_err(|e| e.to_string())?),
         endpoint: crate::error::redact(&shown),
@@ -347,158 +370,5 @@ fn build_s3(bucket: &str, opts: &StoreOptions) -> Result<StoreEntry, String> {
     clippy::disallowed_methods,
     reason = "tests make files by path on purpose"
 )]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timeouts_default_and_options_win() {
-        let mut opts = StoreOptions {
-            use_env: false,
-            ..StoreOptions::default()
-        };
-        let cfg = default_client_config(&opts, Some("AWS"));
-        assert_eq!(
-            cfg,
-            vec![
-                (ClientConfigKey::ConnectTimeout, "5s".to_string()),
-                (ClientConfigKey::Timeout, "60s".to_string()),
-            ]
-        );
-        opts.client.push((ClientConfigKey::Timeout, "7s".into()));
-        let cfg = default_client_config(&opts, None);
-        // Applied in order: the explicit option comes last, so it wins.
-        assert_eq!(
-            cfg.last(),
-            Some(&(ClientConfigKey::Timeout, "7s".to_string()))
-        );
-    }
-
-    #[test]
-    fn debug_shows_keys_not_values() {
-        let opts = StoreOptions {
-            s3: vec![(AmazonS3ConfigKey::SecretAccessKey, "hunter2".into())],
-            ..StoreOptions::default()
-        };
-        let shown = format!("{opts:?}");
-        assert!(
-            shown.contains("SecretAccessKey") && !shown.contains("hunter2"),
-            "{shown}"
-        );
-    }
-
-    #[test]
-    fn gcs_configuration_from_options_and_a_service_account_file() {
-        let shared = Arc::new(SharedHttp::default());
-        let gs = StoreLocation::Gcs { bucket: "b".into() };
-        // A service-account key file is read when the store is built (no
-        // network: this key disables OAuth, so no token is ever fetched).
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("sa.json");
-        std::fs::write(
-            &key,
-            r#"{"private_key": "unused", "private_key_id": "id", "client_email": "sa@p.iam.gserviceaccount.com", "disable_oauth": true}"#,
-        )
-        .unwrap();
-        let opts = StoreOptions {
-            use_env: false,
-            gcs: vec![
-                (GoogleConfigKey::ServiceAccount, key.display().to_string()),
-                (GoogleConfigKey::BaseUrl, "http://127.0.0.1:9/".into()),
-            ],
-            ..StoreOptions::default()
-        };
-        let entry = build_store(&gs, &opts, &shared).unwrap();
-        // The base URL is where requests go and what errors name; http:// was
-        // set explicitly, so it is allowed.
-        assert_eq!(entry.endpoint, "http://127.0.0.1:9");
-        assert!(format!("{}", entry.store).contains("GoogleCloudStorage"));
-        // A key file that is not there is a configuration error naming it.
-        let missing = StoreOptions {
-            use_env: false,
-            gcs: vec![(
-                GoogleConfigKey::ServiceAccount,
-                "/nonexistent/sa.json".into(),
-            )],
-            ..StoreOptions::default()
-        };
-        let e = build_store(&gs, &missing, &shared).unwrap_err();
-        assert!(e.contains("/nonexistent/sa.json"), "{e}");
-        // The usual spellings of the settings (as in GOOGLE_* variables) parse.
-        for (name, key) in [
-            ("google_service_account", GoogleConfigKey::ServiceAccount),
-            (
-                "google_service_account_path",
-                GoogleConfigKey::ServiceAccount,
-            ),
-            (
-                "google_application_credentials",
-                GoogleConfigKey::ApplicationCredentials,
-            ),
-            (
-                "google_service_account_key",
-                GoogleConfigKey::ServiceAccountKey,
-            ),
-            ("google_base_url", GoogleConfigKey::BaseUrl),
-        ] {
-            assert_eq!(name.parse::<GoogleConfigKey>().unwrap(), key, "{name}");
-        }
-        // Default endpoint when nothing moves it.
-        let opts = StoreOptions {
-            use_env: false,
-            gcs: vec![(GoogleConfigKey::ServiceAccount, key.display().to_string())],
-            ..StoreOptions::default()
-        };
-        let entry = build_store(&gs, &opts, &shared).unwrap();
-        assert_eq!(entry.endpoint, "https://storage.googleapis.com");
-    }
-
-    #[test]
-    fn azure_explicit_http_endpoint_is_allowed_and_shown() {
-        let opts = StoreOptions {
-            use_env: false,
-            azure: vec![
-                (AzureConfigKey::AccountName, "acct".into()),
-                (AzureConfigKey::AccessKey, "AAAA".into()),
-                (AzureConfigKey::Endpoint, "http://127.0.0.1:9/acct".into()),
-            ],
-            ..StoreOptions::default()
-        };
-        let shared = Arc::new(SharedHttp::default());
-        let az = StoreLocation::Azure {
-            account: None,
-            container: "c".into(),
-            sas: None,
-        };
-        let entry = build_store(&az, &opts, &shared).unwrap();
-        assert_eq!(entry.endpoint, "http://127.0.0.1:9/acct");
-    }
-
-    #[test]
-    fn every_store_builds_without_network() {
-        let opts = StoreOptions {
-            use_env: false,
-            s3: vec![(AmazonS3ConfigKey::Endpoint, "http://127.0.0.1:9".into())],
-            azure: vec![(AzureConfigKey::AccountName, "acct".into())],
-            ..StoreOptions::default()
-        };
-        let shared = Arc::new(SharedHttp::default());
-        let s3 = build_store(&StoreLocation::S3 { bucket: "b".into() }, &opts, &shared).unwrap();
-        assert_eq!(s3.endpoint, "http://127.0.0.1:9");
-        let az = StoreLocation::Azure {
-            account: None,
-            container: "c".into(),
-            sas: None,
-        };
-        let az = build_store(&az, &opts, &shared).unwrap();
-        assert_eq!(az.endpoint, "https://acct.blob.core.windows.net");
-        let http = StoreLocation::Http {
-            origin: "https://h".into(),
-            query: None,
-        };
-        assert_eq!(
-            build_store(&http, &opts, &shared).unwrap().endpoint,
-            "https://h"
-        );
-        assert!(build_store(&StoreLocation::File, &opts, &shared).is_ok());
-    }
-}
+#[path = "stores_tests.rs"]
+mod tests;

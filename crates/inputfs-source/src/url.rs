@@ -145,9 +145,21 @@ pub fn strip_signed(query: &str) -> String {
         .join("&")
 }
 
+/// The longest URL accepted, in bytes. Object keys are at most 1 KiB on every
+/// cloud and signed URLs a few KiB; the limit keeps every request's URI (keys
+/// percent-encoded at most 3x) far below the 64 KiB at which `object_store`
+/// panics instead of failing (docs/upstream/object_store-long-url-panic.md).
+pub const MAX_URL_BYTES: usize = 8 << 10;
+
 /// Parse an input URL. Pure: no network, no environment.
 pub fn parse_url(s: &str) -> Result<ParsedUrl, SourceError> {
     let bad = |reason: &str| SourceError::bad_url(s, reason);
+    if s.len() > MAX_URL_BYTES {
+        return Err(bad(&format!(
+            "URL of {} bytes is too long (at most {MAX_URL_BYTES} bytes, 8 KiB)",
+            s.len()
+        )));
+    }
     let Some((scheme, rest)) = s.split_once("://") else {
         return Err(bad(
             "not a URL: expected s3://, gs://, az://, https://, http:// or file://",

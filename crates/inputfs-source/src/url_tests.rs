@@ -313,6 +313,25 @@ fn http_dot_segments_are_normalized_like_any_http_client() {
 }
 
 #[test]
+fn urls_longer_than_8_kib_are_refused_in_a_short_line() {
+    for scheme in ["http://127.0.0.1:1/", "s3://b/", "file:///", "az://c/"] {
+        // The longest accepted URL parses...
+        let at_limit = format!("{scheme}{}", "k".repeat(MAX_URL_BYTES - scheme.len()));
+        assert_eq!(ok(&at_limit).kind, ok(&format!("{scheme}k")).kind);
+        // ...one byte more is refused, naming the limit, without echoing it all.
+        let msg = err(&format!("{at_limit}k"));
+        assert!(
+            msg.contains("8193 bytes is too long (at most 8192 bytes, 8 KiB)"),
+            "{msg}"
+        );
+        assert!(msg.len() < 400, "{} bytes: {msg}", msg.len());
+    }
+    let huge = format!("http://127.0.0.1:1/{}", "a".repeat(70_000));
+    let msg = err(&huge);
+    assert!(msg.contains("…(70019 bytes)") && msg.len() < 400, "{msg}");
+}
+
+#[test]
 fn check_key_rules() {
     assert!(check_key("").is_ok());
     assert!(check_key("a/b.c/..d").is_ok());

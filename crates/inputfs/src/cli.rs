@@ -79,6 +79,8 @@ pub struct DoctorArgs {
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub origin: OriginArgs,
 }
 
 /// The cache directories a maintenance command works on.
@@ -117,6 +119,35 @@ fn percent(s: &str) -> Result<f64, String> {
     } else {
         Err(format!("{s:?} is not between 0 and 100"))
     }
+}
+
+/// A duration that is not zero (a zero timeout would fail every request).
+fn timeout(s: &str) -> Result<humantime::Duration, String> {
+    let d: humantime::Duration = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if d.is_zero() {
+        return Err(format!("{s:?}: a timeout must be longer than 0"));
+    }
+    Ok(d)
+}
+
+/// How long origin requests may take (README, "Timeouts").
+#[derive(Args, Debug, Clone, Default)]
+pub struct OriginArgs {
+    /// Longest wait for a connection to the origin [default: 5s, or the cloud's
+    /// AWS_/GOOGLE_/AZURE_CONNECT_TIMEOUT].
+    #[arg(long, value_name = "DURATION", env = "INPUTFS_CONNECT_TIMEOUT", value_parser = timeout)]
+    pub connect_timeout: Option<humantime::Duration>,
+    /// Longest wait for a response to start, from sending the request
+    /// (connecting included) [default: 10s].
+    #[arg(long, value_name = "DURATION", env = "INPUTFS_FIRST_BYTE_TIMEOUT", value_parser = timeout)]
+    pub first_byte_timeout: Option<humantime::Duration>,
+    /// Longest pause in the middle of a response [default: 10s].
+    #[arg(long, value_name = "DURATION", env = "INPUTFS_STALL_TIMEOUT", value_parser = timeout)]
+    pub stall_timeout: Option<humantime::Duration>,
+    /// Longest whole request, connect to last byte [default: 60s, or the
+    /// cloud's AWS_/GOOGLE_/AZURE_TIMEOUT].
+    #[arg(long, value_name = "DURATION", env = "INPUTFS_REQUEST_TIMEOUT", value_parser = timeout)]
+    pub request_timeout: Option<humantime::Duration>,
 }
 
 /// What to read: the inputs.
@@ -218,6 +249,8 @@ pub struct MountArgs {
     pub inputs: InputArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub origin: OriginArgs,
     /// Stay attached to the terminal instead of daemonizing.
     #[arg(long, env = "INPUTFS_FOREGROUND")]
     pub foreground: bool,
@@ -272,8 +305,47 @@ pub struct WarmArgs {
     pub inputs: InputArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub origin: OriginArgs,
     /// Fill the local cache too (without --shared-cache, the local cache is the
     /// one filled anyway).
     #[arg(long, env = "INPUTFS_TO_LOCAL")]
     pub to_local: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(extra: &[&str]) -> Result<MountArgs, String> {
+        let mut argv = vec!["inputfs", "mount", "/m", "--input", "a=s3://b/k"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv) {
+            Ok(Cli {
+                command: Command::Mount(args),
+            }) => Ok(args),
+            Ok(other) => Err(format!("{other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn timeout_flags_parse_durations_and_refuse_zero() {
+        let args = mount(&["--first-byte-timeout", "3s", "--stall-timeout=1500ms"]).unwrap();
+        let o = &args.origin;
+        assert_eq!(
+            o.first_byte_timeout.map(Into::into),
+            Some(std::time::Duration::from_secs(3))
+        );
+        assert_eq!(
+            o.stall_timeout.map(Into::into),
+            Some(std::time::Duration::from_millis(1500))
+        );
+        // Not given: the defaults (or the cloud's own variables) apply.
+        assert!(o.connect_timeout.is_none() && o.request_timeout.is_none());
+        let e = mount(&["--connect-timeout", "0s"]).unwrap_err();
+        assert!(e.contains("a timeout must be longer than 0"), "{e}");
+        let e = mount(&["--request-timeout", "soon"]).unwrap_err();
+        assert!(e.contains("\"soon\""), "{e}");
+    }
 }

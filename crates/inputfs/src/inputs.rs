@@ -5,17 +5,16 @@
 //! ```json
 //! { "inputs": [ { "name": "train", "url": "s3://bucket/train/" } ] }
 //! ```
-//! Unknown fields are errors, so a typo is caught instead of ignored.
-#![allow(
-    clippy::disallowed_methods,
-    reason = "the manifest the user gives, not a cache directory"
-)]
+//! Unknown fields are errors, so a typo is caught instead of ignored. The file is
+//! read with a bound on its size (`userfile`), and errors quote what the user
+//! wrote shortened (a 100 KB URL does not make a 100 KB error line).
 
 use std::collections::HashSet;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use inputfs_source::InputSpec;
+use inputfs_source::error::shorten;
 use serde::Deserialize;
 
 use crate::cli::InputArgs;
@@ -37,10 +36,11 @@ struct ManifestInput {
 pub fn collect(args: &InputArgs) -> Result<Vec<InputSpec>> {
     let mut specs = Vec::new();
     for flag in &args.input {
+        let shown = shorten(flag);
         let Some((name, url)) = flag.split_once('=') else {
-            bail!("--input {flag:?}: expected NAME=URL");
+            bail!("--input {shown:?}: expected NAME=URL");
         };
-        specs.push(spec(name, url).with_context(|| format!("--input {flag:?}"))?);
+        specs.push(spec(name, url).with_context(|| format!("--input {shown:?}"))?);
     }
     if let Some(path) = &args.inputs_file {
         specs.extend(read_manifest(path)?);
@@ -58,8 +58,7 @@ pub fn collect(args: &InputArgs) -> Result<Vec<InputSpec>> {
 }
 
 fn read_manifest(path: &Path) -> Result<Vec<InputSpec>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--inputs {}: cannot read", path.display()))?;
+    let text = crate::userfile::read(path, "--inputs")?;
     parse_manifest(&text, path)
 }
 
@@ -80,7 +79,7 @@ fn parse_manifest(text: &str, path: &Path) -> Result<Vec<InputSpec>> {
 
 fn spec(name: &str, url: &str) -> Result<InputSpec> {
     if let Err(why) = inputfs_fuse::check_component(name) {
-        bail!("input name {name:?} is invalid: {why}");
+        bail!("input name {:?} is invalid: {why}", shorten(name));
     }
     if url.is_empty() {
         bail!("input {name}: empty URL");
@@ -151,6 +150,26 @@ mod tests {
             });
             let _ = parse_manifest(&json.to_string(), Path::new("m.json"));
         }
+    }
+
+    #[test]
+    fn huge_flags_are_quoted_shortened() {
+        let url = format!("http://127.0.0.1:1/{}", "a".repeat(100_000));
+        let e = err(&args(&[&format!("{}={url}", "n".repeat(100_000))], None));
+        assert!(e.contains("is invalid: longer than 255 bytes"), "{e}");
+        assert!(e.len() < 1000, "{} bytes", e.len());
+        let e = err(&args(&[&"x".repeat(100_000)], None));
+        assert!(e.contains("…(100000 bytes)\": expected NAME=URL"), "{e}");
+        assert!(e.len() < 1000, "{} bytes", e.len());
+    }
+
+    #[test]
+    fn an_endless_manifest_fails_naming_the_limit() {
+        let e = err(&args(&[], Some(Path::new("/dev/zero"))));
+        assert!(
+            e.starts_with("--inputs /dev/zero: larger than") && e.contains("67108864 bytes"),
+            "{e}"
+        );
     }
 
     #[test]

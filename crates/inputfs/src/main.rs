@@ -18,6 +18,7 @@ mod mountpoint;
 mod progress;
 mod stack;
 mod status;
+mod userfile;
 mod warm;
 
 use clap::Parser;
@@ -38,6 +39,7 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub static malloc_conf: &[u8] = b"narenas:1,dirty_decay_ms:1000\0";
 
 fn main() {
+    quiet_caught_panics();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
@@ -76,6 +78,21 @@ fn main() {
         eprintln!("inputfs: error: {}", one_line(&e));
         std::process::exit(1);
     }
+}
+
+/// A panic inside `object_store` is caught at our boundary and becomes a
+/// one-line error (`inputfs_source::guard`): the default hook would still
+/// print its message and a backtrace note first. Other panics (ours: bugs)
+/// keep the default behaviour.
+fn quiet_caught_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if inputfs_source::guard::is_catching() {
+            tracing::debug!("caught a panic in object_store: {info}");
+        } else {
+            default(info);
+        }
+    }));
 }
 
 /// An error and its causes on one line, most specific last.

@@ -14,7 +14,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use inputfs_core::Engine;
 use inputfs_fuse::{InputFs, MountOptions, Tree, TreeFile};
-use inputfs_source::Origin;
 
 use crate::cli::MountArgs;
 use crate::daemon::{self, Ready};
@@ -84,7 +83,7 @@ fn start(
         .as_deref()
         .map(exporter::bind)
         .transpose()?;
-    let origin = Origin::new();
+    let origin = stack::origin(&args.origin);
     // From --locked, or resolved from the inputs (and recorded by --lock-out).
     let (resolved, cache) = lock::inputs(args, &origin, runtime)?;
     let inputs = resolved.len();

@@ -1,4 +1,5 @@
-//! Assembling the read path from flags: origin, retry policy, cache tiers, engine.
+//! Assembling the read path from flags: origin (with its timeouts), retry
+//! policy, cache tiers, engine.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -6,10 +7,32 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use inputfs_core::{BlockStore, Engine, EngineConfig, Retrying, Throttling};
-use inputfs_source::Origin;
+use inputfs_source::{ClientConfigKey, Origin, Timeouts};
 use inputfs_store::{DirStore, Limits};
 
-use crate::cli::CacheArgs;
+use crate::cli::{CacheArgs, OriginArgs};
+
+/// The origin, from the cloud's environment and the timeout flags. The connect
+/// and whole-request timeouts given as flags win over the cloud's variables
+/// (`AWS_CONNECT_TIMEOUT`, ...), which win over the defaults.
+pub fn origin(args: &OriginArgs) -> Origin {
+    let defaults = Timeouts::default();
+    let mut builder = Origin::builder().timeouts(Timeouts {
+        first_byte: args
+            .first_byte_timeout
+            .map_or(defaults.first_byte, Into::into),
+        stall: args.stall_timeout.map_or(defaults.stall, Into::into),
+    });
+    for (key, value) in [
+        (ClientConfigKey::ConnectTimeout, args.connect_timeout),
+        (ClientConfigKey::Timeout, args.request_timeout),
+    ] {
+        if let Some(d) = value {
+            builder = builder.client_option(key, d.to_string());
+        }
+    }
+    builder.build()
+}
 
 /// `$XDG_CACHE_HOME/inputfs`, else `~/.cache/inputfs`, else a temp directory.
 pub fn cache_home() -> PathBuf {

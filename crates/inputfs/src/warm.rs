@@ -14,7 +14,6 @@ use bytesize::ByteSize;
 use inputfs_core::Engine;
 use inputfs_core::engine::{Object, WarmSummary, WarmTarget};
 use inputfs_fuse::{NodeKind, Tree};
-use inputfs_source::Origin;
 
 use crate::cli::WarmArgs;
 use crate::progress::Progress;
@@ -159,7 +158,7 @@ pub fn run(args: WarmArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let specs = inputs::collect(&args.inputs)?;
-    let origin = Origin::new();
+    let origin = stack::origin(&args.origin);
     let resolved = runtime.block_on(origin.resolve(&specs))?;
     let stack = stack::engine(&cache, origin)?;
     let engine = stack.engine.clone();

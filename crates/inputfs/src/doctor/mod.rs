@@ -145,7 +145,7 @@ pub fn run(args: DoctorArgs) -> Result<bool> {
             .map(|target| scope.spawn(move || target.checks()))
             .collect();
         // Network I/O meanwhile, on this thread's async runtime.
-        let urls = url::checks(&args.urls);
+        let urls = url::checks(&args.urls, &args.origin);
         let mut all = join(fuse);
         for handle in per_dir {
             all.extend(join(handle));

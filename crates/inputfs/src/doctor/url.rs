@@ -4,17 +4,18 @@
 //! failure is the one-line reason mount would give, plus what to do about it.
 
 use bytesize::ByteSize;
-use inputfs_source::error::redact_url;
+use inputfs_source::error::{redact_url, shorten};
 use inputfs_source::{InputSpec, Origin, SourceError};
 
 use super::Check;
+use crate::cli::OriginArgs;
 
 const ID: &str = "url.resolve";
 /// The input name each URL is resolved under (and stripped from messages).
 const NAME: &str = "url";
 
 /// One check per URL, in the order given.
-pub fn checks(urls: &[String]) -> Vec<Check> {
+pub fn checks(urls: &[String], origin_args: &OriginArgs) -> Vec<Check> {
     if urls.is_empty() {
         return Vec::new();
     }
@@ -31,7 +32,7 @@ pub fn checks(urls: &[String]) -> Vec<Check> {
                 .map(|url| {
                     Check::fail(
                         ID,
-                        &redact_url(url),
+                        &shorten(&redact_url(url)),
                         format!("cannot start the async runtime: {e}"),
                         "check the process limits (threads, memory) of this user",
                     )
@@ -39,7 +40,7 @@ pub fn checks(urls: &[String]) -> Vec<Check> {
                 .collect();
         }
     };
-    let origin = Origin::new();
+    let origin = crate::stack::origin(origin_args);
     // One after another: resolve's futures are not `Send` (so not spawnable),
     // and a doctor run names a handful of URLs.
     runtime.block_on(async {
@@ -52,7 +53,7 @@ pub fn checks(urls: &[String]) -> Vec<Check> {
 }
 
 async fn resolve(origin: &Origin, url: &str) -> Check {
-    let shown = redact_url(url);
+    let shown = shorten(&redact_url(url));
     let spec = InputSpec {
         name: NAME.to_string(),
         url: url.to_string(),
@@ -61,7 +62,10 @@ async fn resolve(origin: &Origin, url: &str) -> Check {
     match origin.resolve(std::slice::from_ref(&spec)).await {
         Ok(inputs) => {
             let files: Vec<_> = inputs.into_iter().flat_map(|i| i.files).collect();
-            let bytes: u64 = files.iter().map(|f| f.object.size).sum();
+            let bytes = files
+                .iter()
+                .map(|f| f.object.size)
+                .fold(0, u64::saturating_add);
             let secs = started.elapsed().as_secs_f64();
             let what = match files.as_slice() {
                 [one] => format!(
@@ -105,6 +109,9 @@ fn fix(e: &SourceError) -> &'static str {
         }
         SourceError::Unreachable { .. } => {
             "check the endpoint (e.g. AWS_ENDPOINT_URL), DNS, proxies and firewalls between this machine and it"
+        }
+        SourceError::TimedOut { .. } => {
+            "the endpoint took the connection or the request and did not answer in time: check that it is the right endpoint and that it is up; a slow but working origin may need longer --connect-timeout, --first-byte-timeout or --stall-timeout"
         }
         SourceError::Empty { .. } => {
             "check the prefix or glob: nothing is below it (and the credentials may list it)"

@@ -1,4 +1,10 @@
-//! Lock file schema: round trip, and one-line errors naming entry and field.
+//! Lock file schema: round trip, one-line errors naming entry and field, the
+//! bounds on every field a `--locked` mount relies on, and the check of empty
+//! entries against a real (file://) origin.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
 
 use super::*;
 
@@ -255,4 +261,115 @@ fn arbitrary_json_never_panics() {
     ] {
         let _ = parse(text);
     }
+}
+
+#[test]
+fn sizes_a_file_cannot_have_are_refused() {
+    let named = "files[1] (input \"train\", path \"a.bin\")";
+    for size in [1u64 << 63, u64::MAX] {
+        let e = err(&with(1, "size", size.into()));
+        assert_eq!(
+            e,
+            format!(
+                "{named}: \"size\" {size} is more than a file can hold (at most 9223372036854775807 bytes, 2^63-1)"
+            )
+        );
+    }
+    // The largest size a file can have is accepted (reads check it against
+    // the origin), and so is 0 (checked at mount: `verify`).
+    let locked = parse(&with(1, "size", (i64::MAX as u64).into())).unwrap();
+    assert_eq!(locked.inputs[0].files[0].object.size, i64::MAX as u64);
+    assert!(locked.empty.is_empty());
+    let locked = parse(&with(1, "size", 0.into())).unwrap();
+    assert_eq!(locked.empty.len(), 1);
+    assert_eq!(locked.empty[0].entry, named);
+    assert_eq!(locked.empty[0].object.url, "s3://bkt/train/a.bin");
+}
+
+#[test]
+fn version_tokens_must_fit_in_a_header_and_strings_are_bounded() {
+    for (version, want) in [
+        (
+            serde_json::json!({"etag": "\"a\"\r\nX-Injected: 1"}),
+            "\"version.etag\" holds a control character",
+        ),
+        (
+            serde_json::json!({"version_id": "v\u{7f}"}),
+            "\"version.version_id\" holds a control character",
+        ),
+        (
+            serde_json::json!({"etag": "e".repeat(1025)}),
+            "\"version.etag\" is 1025 bytes long (at most 1024)",
+        ),
+    ] {
+        let e = err(&with(1, "version", version));
+        assert!(e.contains(want), "{e}");
+    }
+    let e = err(&with(
+        1,
+        "path",
+        "a/".repeat(2100).trim_end_matches('/').into(),
+    ));
+    assert!(
+        e.contains("\"path\" is 4199 bytes long (at most 4096)"),
+        "{e}"
+    );
+    // Whatever the file holds, an error line stays short.
+    for (field, value) in [
+        ("path", "p".repeat(100_000)),
+        ("input", "i".repeat(100_000)),
+        ("url", format!("s3://b/{}", "k".repeat(100_000))),
+    ] {
+        let e = err(&with(1, field, value.into()));
+        assert!(e.len() < 1500, "{field}: {} bytes: {}", e.len(), &e[..300]);
+    }
+    let e = err(&with(
+        1,
+        "url",
+        format!("s3://b/{}", "k".repeat(9000)).into(),
+    ));
+    assert!(e.contains("too long (at most 8192 bytes, 8 KiB)"), "{e}");
+}
+
+#[tokio::test]
+async fn empty_entries_are_checked_at_the_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::write(root.join("empty"), b"").unwrap();
+    std::fs::write(root.join("full"), vec![7u8; 3 << 20]).unwrap();
+    let entry_for = |name: &str| {
+        let mut e = entry(
+            "in",
+            name,
+            &format!("file://{}", root.join(name).display()),
+            SourceKind::File,
+        );
+        e.size = 0;
+        e.version = Version::default();
+        e
+    };
+    let origin = Origin::new();
+    let check = |names: &[&str]| {
+        let entries: Vec<_> = names.iter().map(|n| entry_for(n)).collect();
+        parse(&to_json(&entries)).unwrap()
+    };
+    let locked = check(&["empty"]);
+    verify::empty_files(&locked.empty, &origin).await.unwrap();
+    let locked = check(&["empty", "full"]);
+    let e = verify::empty_files(&locked.empty, &origin)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e,
+        "files[1] (input \"in\", path \"full\"): \"size\" is 0, but the origin has 3145728 bytes for this version"
+    );
+    let locked = check(&["gone"]);
+    let e = verify::empty_files(&locked.empty, &origin)
+        .await
+        .unwrap_err();
+    assert!(
+        e.starts_with("files[0] (input \"in\", path \"gone\"): \"size\" is 0, and the origin cannot confirm it: ")
+            && e.contains("no such object"),
+        "{e}"
+    );
 }

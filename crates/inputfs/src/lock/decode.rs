@@ -1,212 +1,37 @@
-//! Lock files: `--lock-out FILE` records exactly what a mount resolved, and
-//! `--locked FILE` mounts exactly that again, so a job can be re-run on the
-//! inputs (and versions) it first saw.
+//! Decoding a lock file by hand (not by serde), so that every error names the
+//! entry and the field at fault, and validating every field a `--locked`
+//! mount relies on: the tree (input, path), where to fetch (url, kind), how
+//! much (size), what version (the tokens go into `If-Match` headers and query
+//! strings as they are) and the cache keys (block size).
 //!
-//! Schema (also in the README):
-//! ```json
-//! { "inputfs_lock": 1,
-//!   "files": [ { "input": "train", "path": "a/b.bin", "url": "s3://bucket/train/a/b.bin",
-//!                "kind": "s3", "size": 1234, "block_size": 4194304,
-//!                "version": { "etag": "\"9b2c...\"", "version_id": "3HL4...", "modified_unix": 1763798400 } } ] }
-//! ```
-//! A `--locked` mount never lists or HEADs again: the tree comes from the file,
-//! and every ranged GET is pinned to the recorded version (version id and/or
-//! `If-Match`), so reading a pinned version never depends on the object being
-//! unchanged at the origin. The file is decoded by hand rather than by serde so
-//! that every error names the file, the entry and the field at fault.
-//!
-//! Signed URLs cannot be locked: their signature is stripped from the recorded
-//! URL (it is a credential), so `--locked` could not fetch them again;
-//! `--lock-out` refuses them up front instead of writing a lock that cannot work.
-#![allow(
-    clippy::disallowed_methods,
-    reason = "the lock file the user gives, not a cache directory"
-)]
+//! A field is checked against what it will be used for, not only its type: a
+//! size must be one a file can have (the kernel's `stat` refuses more than
+//! `i64::MAX`), a version token must fit in an HTTP header (no control
+//! characters), and strings are bounded. That an entry of size 0 is really
+//! empty cannot be told from the file: `verify` asks the origin.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result, anyhow, bail};
-use bytesize::ByteSize;
 use inputfs_core::{ObjectId, SourceKind, Version};
-use inputfs_source::url::{check_key, is_signed_param};
-use inputfs_source::{InputSpec, Origin, ResolvedFile, ResolvedInput, Target, parse_url};
-use serde::Serialize;
+use inputfs_source::error::shorten;
+use inputfs_source::url::check_key;
+use inputfs_source::{ResolvedFile, ResolvedInput, Target, parse_url};
 use serde_json::{Map, Value};
 
-use crate::cli::{CacheArgs, MountArgs};
-
-/// The lock format this build writes and reads.
-pub const FORMAT: u64 = 1;
+use super::{FORMAT, LockEntry, Locked, is_signed_url};
 
 /// Smallest and largest block size the engine accepts.
 const MIN_BLOCK: u64 = 4096;
 const MAX_BLOCK: u64 = 256 << 20;
-
-/// One pinned file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LockEntry {
-    pub input: String,
-    pub path: String,
-    pub url: String,
-    pub kind: SourceKind,
-    pub size: u64,
-    pub version: Version,
-    pub block_size: u64,
-}
-
-#[derive(Serialize)]
-struct LockFile<'a> {
-    inputfs_lock: u64,
-    files: &'a [LockEntry],
-}
-
-/// What a lock file mounts: the inputs, and the block size they were cached at.
-#[derive(Debug)]
-pub struct Locked {
-    pub block_size: u64,
-    pub inputs: Vec<ResolvedInput>,
-}
-
-/// The mount's inputs: from `--locked`, or resolved from the input flags (and
-/// recorded with `--lock-out`). Returns the cache flags to use: under
-/// `--locked` the block size is the lock's, so the cache keys are the same.
-pub fn inputs(
-    args: &MountArgs,
-    origin: &Origin,
-    runtime: &tokio::runtime::Runtime,
-) -> Result<(Vec<ResolvedInput>, CacheArgs)> {
-    let mut cache = args.cache.clone();
-    let resolved = match &args.locked {
-        Some(path) => {
-            let shown = path.display();
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("--locked {shown}: cannot read"))?;
-            let locked = parse(&text).map_err(|e| anyhow!("--locked {shown}: {e}"))?;
-            if locked.block_size != cache.block_size.as_u64() {
-                tracing::info!(
-                    "--locked {shown}: using the lock's block size {} (not {})",
-                    locked.block_size,
-                    cache.block_size.as_u64()
-                );
-                cache.block_size = ByteSize::b(locked.block_size);
-            }
-            for input in &locked.inputs {
-                for f in &input.files {
-                    origin.prepare(&f.object).map_err(|e| {
-                        anyhow!(
-                            "--locked {shown}: input {} path {}: {e}",
-                            input.name,
-                            f.path
-                        )
-                    })?;
-                }
-            }
-            locked.inputs
-        }
-        None => {
-            let specs = crate::inputs::collect(&args.inputs)?;
-            if let Some(out) = &args.lock_out {
-                refuse_signed(&specs).map_err(|e| anyhow!("--lock-out {}: {e}", out.display()))?;
-            }
-            runtime.block_on(origin.resolve(&specs))?
-        }
-    };
-    if let Some(out) = &args.lock_out {
-        write(out, &entries(&resolved, cache.block_size.as_u64()))?;
-    }
-    Ok((resolved, cache))
-}
-
-/// Signed URLs cannot be locked (see the module docs).
-pub fn refuse_signed(specs: &[InputSpec]) -> Result<()> {
-    for spec in specs {
-        if is_signed_url(&spec.url) {
-            bail!(
-                "input {}: a signed URL cannot be locked: its signature is not recorded, so --locked could not fetch it again (use the store's own URL with credentials from the environment)",
-                spec.name
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Whether an `http(s)` URL's query carries a credential.
-fn is_signed_url(url: &str) -> bool {
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    if !lower.starts_with("http://") && !lower.starts_with("https://") {
-        return false;
-    }
-    let Some((_, query)) = url.split_once('?') else {
-        return false;
-    };
-    let query = query.split('#').next().unwrap_or("");
-    query
-        .split('&')
-        .any(|kv| is_signed_param(kv.split('=').next().unwrap_or("")))
-}
-
-/// The lock entries of resolved inputs.
-pub fn entries(resolved: &[ResolvedInput], block_size: u64) -> Vec<LockEntry> {
-    resolved
-        .iter()
-        .flat_map(|input| {
-            input.files.iter().map(move |f| LockEntry {
-                input: input.name.clone(),
-                path: f.path.clone(),
-                url: f.object.url.clone(),
-                kind: f.object.kind,
-                size: f.object.size,
-                version: f.object.version.clone(),
-                block_size,
-            })
-        })
-        .collect()
-}
-
-/// Write a lock file atomically: a temp file beside it, synced, renamed over it.
-pub fn write(path: &Path, entries: &[LockEntry]) -> Result<()> {
-    let shown = path.display();
-    let text = to_json(entries);
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("--lock-out {shown}: not a file name"))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        bail!("--lock-out {shown}: cannot write: {e}");
-    }
-    tracing::info!("wrote {} pinned files to {shown}", entries.len());
-    Ok(())
-}
-
-/// The JSON text of a lock file.
-pub fn to_json(entries: &[LockEntry]) -> String {
-    let file = LockFile {
-        inputfs_lock: FORMAT,
-        files: entries,
-    };
-    // Plain data with string keys: serializing cannot fail.
-    let mut text = serde_json::to_string_pretty(&file).unwrap_or_default();
-    text.push('\n');
-    text
-}
+/// The largest size a file can have: `stat`'s `st_size` is an `i64`, and the
+/// kernel refuses (EIO) a FUSE attribute beyond it.
+pub const MAX_SIZE: u64 = i64::MAX as u64;
+/// Longest `path`: the kernel's PATH_MAX.
+const MAX_PATH: usize = 4096;
+/// Longest version token (`etag`, `version_id`): real ones are far shorter
+/// (S3's VersionId is at most 1024 bytes).
+const MAX_TOKEN: usize = 1024;
 
 /// Decode and validate a lock file. The error is one line naming the entry
 /// (`files[3] (input "train", path "a/b")`) and the field at fault.
@@ -279,9 +104,19 @@ pub fn parse(text: &str) -> Result<Locked, String> {
         }
     }
     let block_size = entries[0].block_size;
+    let empty = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.size == 0)
+        .map(|(i, e)| super::Empty {
+            entry: who(i, &files[i]),
+            object: object_id(e.clone()),
+        })
+        .collect();
     Ok(Locked {
         block_size,
         inputs: group(entries),
+        empty,
     })
 }
 
@@ -293,21 +128,10 @@ fn group(entries: Vec<LockEntry>) -> Vec<ResolvedInput> {
         if !by_input.contains_key(&e.input) {
             order.push(e.input.clone());
         }
-        let mtime = e
-            .version
-            .modified_unix
-            .and_then(|s| u64::try_from(s).ok())
-            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        by_input.entry(e.input).or_default().push(ResolvedFile {
-            path: e.path,
-            object: ObjectId {
-                kind: e.kind,
-                url: e.url,
-                version: e.version,
-                size: e.size,
-                mtime,
-            },
+        let (input, path) = (e.input.clone(), e.path.clone());
+        by_input.entry(input).or_default().push(ResolvedFile {
+            path,
+            object: object_id(e),
         });
     }
     order
@@ -320,10 +144,28 @@ fn group(entries: Vec<LockEntry>) -> Vec<ResolvedInput> {
         .collect()
 }
 
-/// `files[i]`, with the entry's input and path when they are readable.
+/// The object an entry pins.
+fn object_id(e: LockEntry) -> ObjectId {
+    let mtime = e
+        .version
+        .modified_unix
+        .and_then(|s| u64::try_from(s).ok())
+        .and_then(|s| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(s)))
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    ObjectId {
+        kind: e.kind,
+        url: e.url,
+        version: e.version,
+        size: e.size,
+        mtime,
+    }
+}
+
+/// `files[i]`, with the entry's input and path when they are readable
+/// (shortened: the file may hold anything).
 fn who(i: usize, v: &Value) -> String {
-    let input = v.get("input").and_then(Value::as_str);
-    let path = v.get("path").and_then(Value::as_str);
+    let input = v.get("input").and_then(Value::as_str).map(shorten);
+    let path = v.get("path").and_then(Value::as_str).map(shorten);
     match (input, path) {
         (Some(n), Some(p)) => format!("files[{i}] (input {n:?}, path {p:?})"),
         _ => format!("files[{i}]"),
@@ -364,6 +206,12 @@ fn entry(v: &Value) -> Result<LockEntry, String> {
     if path.is_empty() {
         return Err("\"path\" is empty".into());
     }
+    if path.len() > MAX_PATH {
+        return Err(format!(
+            "\"path\" is {} bytes long (at most {MAX_PATH})",
+            path.len()
+        ));
+    }
     check_key(&path).map_err(|why| format!("\"path\": {why}"))?;
     for seg in path.split('/') {
         inputfs_fuse::check_component(seg).map_err(|why| format!("\"path\": {why}"))?;
@@ -396,6 +244,11 @@ fn entry(v: &Value) -> Result<LockEntry, String> {
         ));
     }
     let size = unsigned(obj, "size")?;
+    if size > MAX_SIZE {
+        return Err(format!(
+            "\"size\" {size} is more than a file can hold (at most {MAX_SIZE} bytes, 2^63-1)"
+        ));
+    }
     let block_size = unsigned(obj, "block_size")?;
     if !(MIN_BLOCK..=MAX_BLOCK).contains(&block_size) {
         return Err(format!(
@@ -434,6 +287,14 @@ fn version(obj: &Map<String, Value>) -> Result<Version, String> {
         match obj.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if s.is_empty() => Err(format!("\"version.{name}\" is empty")),
+            // Sent as it is in an `If-Match` header or a query string.
+            Some(Value::String(s)) if s.len() > MAX_TOKEN => Err(format!(
+                "\"version.{name}\" is {} bytes long (at most {MAX_TOKEN})",
+                s.len()
+            )),
+            Some(Value::String(s)) if s.chars().any(char::is_control) => Err(format!(
+                "\"version.{name}\" holds a control character (it is sent in an HTTP header)"
+            )),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(other) => Err(format!(
                 "\"version.{name}\": expected a string, found {}",
@@ -482,7 +343,3 @@ fn unsigned(obj: &Map<String, Value>, name: &str) -> Result<u64, String> {
         None => Err(format!("missing field \"{name}\"")),
     }
 }
-
-#[cfg(test)]
-#[path = "lock_tests.rs"]
-mod tests;
