@@ -27,6 +27,7 @@ pub const TIER_PUBLISH_FOUND: &str = "inputfs_tier_publish_found_total";
 pub const TIER_PUBLISH_RETRIED: &str = "inputfs_tier_publish_retried_total";
 pub const TIER_PUBLISH_DROPPED: &str = "inputfs_tier_publish_dropped_total";
 pub const TIER_PUBLISH_PENDING: &str = "inputfs_tier_publish_pending";
+pub const TIER_CALLS_HUNG: &str = "inputfs_tier_calls_hung";
 pub const TIER_DEGRADED: &str = "inputfs_tier_degraded";
 pub const TIER_DEGRADATIONS: &str = "inputfs_tier_degradations_total";
 pub const CLAIM_WAITS: &str = "inputfs_claim_waits_total";
@@ -148,6 +149,12 @@ pub const ALL: &[Metric] = &[
         Gauge,
         true,
         "Failed or skipped copies into a tier waiting to be made again once it works",
+    ),
+    m(
+        TIER_CALLS_HUNG,
+        Gauge,
+        true,
+        "Calls to a tier past its timeout that have not returned yet (stuck in the kernel: a hung network mount)",
     ),
     m(
         TIER_DEGRADED,

@@ -204,6 +204,7 @@ impl Scrape {
             }
             gauge!(names::TIER_DEGRADED, &[tier()]).set(if t.degraded { 1.0 } else { 0.0 });
             gauge!(names::TIER_PUBLISH_PENDING, &[tier()]).set(t.publish_pending as f64);
+            gauge!(names::TIER_CALLS_HUNG, &[tier()]).set(t.calls_hung as f64);
             waits += t.claim_waits;
             wait_hits += t.claim_wait_hits;
             wait_timeouts += t.claim_wait_timeouts;

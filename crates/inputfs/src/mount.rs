@@ -23,6 +23,8 @@ use crate::{exporter, lock, logging, stack};
 
 /// How long an unmount waits for background cache publishes to finish.
 const DRAIN: Duration = Duration::from_secs(30);
+/// How long the exit waits for blocking threads (tier calls) still running.
+const EXIT_WAIT: Duration = Duration::from_secs(1);
 
 pub fn run(args: MountArgs) -> Result<()> {
     if !args.foreground && !daemon::is_child() {
@@ -62,6 +64,9 @@ pub fn run(args: MountArgs) -> Result<()> {
     engine.report_copies();
     upkeep.stop();
     tracing::info!("unmounted {}", args.mountpoint.display());
+    // A tier call stuck in the kernel (a hard-hung network mount) holds its
+    // thread until the kernel lets go; the process exits without it.
+    runtime.shutdown_timeout(EXIT_WAIT);
     Ok(())
 }
 

@@ -52,6 +52,8 @@ pub struct TierSnapshot {
     pub publish_dropped: u64,
     /// Failed publishes waiting for the tier to work again, to be retried.
     pub publish_pending: u64,
+    /// Calls past the tier timeout that have not returned (hung in the kernel).
+    pub calls_hung: u64,
     pub claims: u64,
     pub claim_waits: u64,
     pub claim_wait_hits: u64,
@@ -79,6 +81,7 @@ impl TierSnapshot {
             publish_retried: l(&s.publish_retried),
             publish_dropped: l(&s.publish_dropped),
             publish_pending: 0,
+            calls_hung: 0,
             claims: l(&s.claims),
             claim_waits: l(&s.claim_waits),
             claim_wait_hits: l(&s.claim_wait_hits),

@@ -348,6 +348,47 @@ async fn hung_tier_is_bounded_by_the_timeout() {
     assert_eq!(r.engine.stats().tier("shared").unwrap().errors, 1);
 }
 
+/// Calls stuck in the kernel (a hung network mount) hold their thread until
+/// they return; they cannot take every thread of the blocking pool: past
+/// `CALL_SLOTS` of them the tier is not called, reads go to the origin, and
+/// the hung ones are counted until they return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_tier_calls_are_bounded_counted_and_never_starve_reads() {
+    const BLOCKS: usize = 48;
+    let mut config = config();
+    config.memory_budget = 32 * 1024 * KIB;
+    // Long enough for every read to have tried its lookup before the first
+    // one times out and tries its claim.
+    config.tier_timeout = Duration::from_secs(2);
+    let r = Arc::new(rig_with(BLOCKS * 64 * KIB as usize, config));
+    r.shared
+        .fail_gets(1000, StoreFault::Hang(Duration::from_secs(10)));
+    let reads: Vec<_> = (0..BLOCKS as u64)
+        .map(|i| {
+            let r = r.clone();
+            tokio::spawn(async move { r.check(i * 64 * KIB, 64 * KIB).await })
+        })
+        .collect();
+    for read in reads {
+        read.await.unwrap();
+    }
+    let s = r.engine.stats().tier("shared").unwrap();
+    assert_eq!(s.calls_hung, super::tiers::CALL_SLOTS as u64, "{s:?}");
+    // Every lookup failed (hung, or not tried), and so did every claim after
+    // it (not tried: every slot is held by a hung lookup).
+    assert_eq!(s.errors, 2 * BLOCKS as u64, "{s:?}");
+    assert_eq!(r.origin_requests(), BLOCKS as u64);
+    // They return in the end, and are no longer counted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while r.engine.stats().tier("shared").unwrap().calls_hung > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hung calls never uncounted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn origin_failure_fails_that_read_only() {
     let r = rig(200_000);

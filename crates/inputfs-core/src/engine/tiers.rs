@@ -43,6 +43,11 @@ pub(super) struct Tier {
     pub(super) plain_slot: Arc<Semaphore>,
     /// Publishes waiting for a slot (bounded by [`QUEUED_PUBLISHES`]).
     queued: std::sync::atomic::AtomicUsize,
+    /// Lookups and claims running on the blocking pool at once (bounded by
+    /// [`CALL_SLOTS`]: calls stuck in the kernel cannot take every thread).
+    call_slots: Arc<Semaphore>,
+    /// Calls past the timeout that have not returned yet.
+    hung: Arc<std::sync::atomic::AtomicU64>,
     /// Degraded or not, judged per call (see `tier_health`).
     pub(super) health: TierHealth,
     /// Blocks whose publish failed or was put off, to publish again.
@@ -73,6 +78,8 @@ impl Tier {
             publish_slots: Arc::new(Semaphore::new(publish_slots)),
             plain_slot: Arc::new(Semaphore::new(1)),
             queued: Default::default(),
+            call_slots: Arc::new(Semaphore::new(CALL_SLOTS)),
+            hung: Default::default(),
             health: TierHealth::default(),
             pending: Mutex::default(),
             pending_cap,
@@ -126,6 +133,7 @@ impl Tier {
         TierSnapshot {
             degraded: self.degraded(),
             publish_pending: self.pending_len(),
+            calls_hung: self.hung.load(Ordering::Relaxed),
             ..TierSnapshot::of(&self.stats)
         }
     }
@@ -245,29 +253,68 @@ impl Tier {
 }
 
 impl Engine {
-    /// Run a blocking tier call on the blocking pool, bounded by the tier timeout.
+    /// Run a blocking tier call on the blocking pool, bounded by the tier
+    /// timeout. A call past the timeout is abandoned, not stopped (a thread
+    /// the kernel holds in an uninterruptible call cannot be): it keeps its
+    /// slot until it returns, is counted as hung meanwhile, and once every
+    /// slot is held by such calls the tier is not called at all (a failure:
+    /// reads go to the next tier or the origin).
     pub(super) async fn tier_call<T: Send + 'static>(
         &self,
         tier: &Tier,
         what: &str,
         call: impl FnOnce(&dyn BlockStore) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let store = tier.store.clone();
-        let task = tokio::task::spawn_blocking(move || call(&*store));
         let failed = |message: String| Error::Tier {
             tier: tier.store.name().into(),
             message,
         };
+        let Ok(slot) = tier.call_slots.clone().try_acquire_owned() else {
+            return Err(failed(format!(
+                "{what} not tried: {CALL_SLOTS} calls to this tier are running, {} of them past the timeout (a hung mount?)",
+                tier.hung.load(Ordering::Relaxed)
+            )));
+        };
+        let store = tier.store.clone();
+        // RUNNING, then FINISHED by the call or ABANDONED by the timeout,
+        // whichever comes first: a hung call is counted once and uncounted
+        // once, in that order.
+        let state = Arc::new(std::sync::atomic::AtomicU8::new(RUNNING));
+        let (seen, hung) = (state.clone(), tier.hung.clone());
+        let task = tokio::task::spawn_blocking(move || {
+            let result = call(&*store);
+            drop(slot);
+            if seen.swap(FINISHED, Ordering::AcqRel) == ABANDONED {
+                hung.fetch_sub(1, Ordering::Relaxed);
+            }
+            result
+        });
         match tokio::time::timeout(self.config.tier_timeout, task).await {
             Ok(Ok(r)) => r,
             Ok(Err(join)) => Err(failed(format!("{what} task failed: {join}"))),
-            Err(_) => Err(failed(format!(
-                "{what} took longer than {:?}",
-                self.config.tier_timeout
-            ))),
+            Err(_) => {
+                tier.hung.fetch_add(1, Ordering::Relaxed);
+                let marked =
+                    state.compare_exchange(RUNNING, ABANDONED, Ordering::AcqRel, Ordering::Acquire);
+                if marked.is_err() {
+                    // It returned just now after all.
+                    tier.hung.fetch_sub(1, Ordering::Relaxed);
+                }
+                Err(failed(format!(
+                    "{what} took longer than {:?}",
+                    self.config.tier_timeout
+                )))
+            }
         }
     }
+}
 
+/// States of a tier call, for counting hung ones.
+const RUNNING: u8 = 0;
+const FINISHED: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Engine {
     /// Look a block up in one tier; every failure is absorbed into a miss.
     /// `count_miss` is false for the polls of a claim wait, which are not misses
     /// of the application's reads.
@@ -317,6 +364,11 @@ impl Engine {
 /// Publishes that may wait for a busy tier's slot before further ones are
 /// skipped: the blocks they hold are memory outside the budget.
 const QUEUED_PUBLISHES: usize = 8;
+
+/// Lookups and claims of one tier on the blocking pool at once. Far above
+/// what reads need (a call takes milliseconds), far below the pool's 512
+/// threads, which the origin's file reads and the other tier share.
+pub(super) const CALL_SLOTS: usize = 32;
 
 /// Publish one block now and count it (on the blocking pool).
 fn put(tier: &Arc<Tier>, id: BlockId, data: &Bytes, holds_claim: bool) {
