@@ -3,26 +3,13 @@
 //! resolve error, and no message leaks a signature.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use inputfs_core::{SourceKind, Version};
 use object_store::memory::InMemory;
 
 use super::*;
 
-fn object() -> ObjectId {
-    ObjectId {
-        kind: SourceKind::S3,
-        url: "s3://b/k".into(),
-        version: Version {
-            etag: Some("\"e1\"".into()),
-            version_id: None,
-            modified_unix: Some(1),
-        },
-        size: 10,
-        mtime: SystemTime::UNIX_EPOCH,
-    }
-}
+use crate::origin::tests::object;
 
 fn entry() -> StoreEntry {
     StoreEntry {

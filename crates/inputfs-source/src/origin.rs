@@ -383,4 +383,4 @@ fn version_differs(object: &ObjectId, meta: &object_store::ObjectMeta) -> bool {
 
 #[cfg(test)]
 #[path = "origin_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 
 use super::*;
 
-fn object() -> ObjectId {
+/// An S3 object of 10 bytes with a version (also used by `classify`'s tests).
+pub(crate) fn object() -> ObjectId {
     ObjectId {
         kind: SourceKind::S3,
         url: "s3://b/k".into(),

@@ -82,6 +82,13 @@ impl Identity {
     }
 }
 
+fn recall<V: Clone>(map: &Mutex<HashMap<CacheKey, V>>, key: &CacheKey) -> Option<V> {
+    map.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(key)
+        .cloned()
+}
+
 fn remember<V>(map: &Mutex<HashMap<CacheKey, V>>, key: CacheKey, value: V) {
     let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
     if map.len() >= KNOWN_MAX {
@@ -119,13 +126,7 @@ impl DirStore {
     /// The sidecar of the plain file of `key`, for an object of `layout`, if
     /// it is sound (remembered once read).
     fn plain_sums(&self, at: &Beneath, key: &CacheKey, layout: &BlockLayout) -> Option<Arc<Sums>> {
-        let known = self
-            .plain
-            .sums
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned();
+        let known = recall(&self.plain.sums, key);
         if known.is_some() {
             return known;
         }
@@ -200,13 +201,7 @@ impl DirStore {
         stat: &FileStat,
     ) -> Result<bool, StoreError> {
         let identity = Identity::of(stat);
-        let known = self
-            .plain
-            .checked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .copied();
+        let known = recall(&self.plain.checked, key);
         if known == Some(identity) {
             return Ok(true);
         }
