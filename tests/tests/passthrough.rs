@@ -186,7 +186,11 @@ fn passthrough_off_and_a_damaged_plain_file_read_through_the_daemon() {
     check_reads(&again, &rig.data);
     let log = again.stop();
     assert!(
-        log.contains("plain object file has the wrong size: removed"),
+        log.contains(&format!(
+            "plain object file has {} bytes, not the object's {}: removed",
+            cut.len(),
+            rig.data.len()
+        )),
         "{log}"
     );
     // Read whole again, so it is plain again, and right.

@@ -169,7 +169,9 @@ impl DirStore {
                         tmp = self.make_again(at, tmp, parts, since)?;
                         continue;
                     }
-                    Err(e) if self.evicted_under(at, &e, &tmp) => return Ok(Placed::Evicted),
+                    Err(e) if self.evicted_under(at, &e, &tmp, parts) => {
+                        return Ok(Placed::Evicted);
+                    }
                     Err(e) => return Err(StoreError::io("link temp file to", &shown(), e)),
                 }
             }
@@ -192,7 +194,7 @@ impl DirStore {
                 Err(e) if vanished(&e) && retry => {
                     tmp = self.make_again(at, tmp, parts, since)?;
                 }
-                Err(e) if self.evicted_under(at, &e, &tmp) => return Ok(Placed::Evicted),
+                Err(e) if self.evicted_under(at, &e, &tmp, parts) => return Ok(Placed::Evicted),
                 Err(e) => return Err(StoreError::io("rename temp file to", &shown(), e)),
             }
         }
@@ -232,12 +234,15 @@ struct Parts<'a> {
 }
 
 impl DirStore {
-    /// Whether `e`, the error of the retried placement, is `ENOENT` with the
-    /// temp file and the cache directory intact: the object's directory was
-    /// evicted again.
-    fn evicted_under(&self, at: &Beneath, e: &io::Error, tmp: &TempFile) -> bool {
+    /// Whether `e`, the error of the retried placement, is `ENOENT` because
+    /// the object's directory is gone again (evicted under this publish),
+    /// with the temp file and the cache directory intact. Anything else (the
+    /// directory there after all: a network filesystem's stale view) stays
+    /// an error, so the copy is kept and made again later.
+    fn evicted_under(&self, at: &Beneath, e: &io::Error, tmp: &TempFile, parts: &Parts) -> bool {
         e.kind() == io::ErrorKind::NotFound
             && at.stat(&tmp.rel).is_ok()
+            && at.stat(parts.object_rel).is_err()
             && self.missing_dir().is_none()
     }
 

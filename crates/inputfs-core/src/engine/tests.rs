@@ -349,35 +349,46 @@ async fn hung_tier_is_bounded_by_the_timeout() {
 }
 
 /// Calls stuck in the kernel (a hung network mount) hold their thread until
-/// they return; they cannot take every thread of the blocking pool: past
-/// `CALL_SLOTS` of them the tier is not called, reads go to the origin, and
-/// the hung ones are counted until they return.
+/// they return; they cannot take every thread of the blocking pool: while
+/// `HUNG_MAX` of them are hung the tier is not called, reads go to the
+/// origin, and the hung ones are counted until they return.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_tier_calls_are_bounded_counted_and_never_starve_reads() {
-    const BLOCKS: usize = 48;
+    const WAVE: usize = 48;
     let mut config = config();
-    config.memory_budget = 32 * 1024 * KIB;
-    // Long enough for every read to have tried its lookup before the first
-    // one times out and tries its claim.
+    config.memory_budget = 64 * 1024 * KIB;
+    // Long enough for every read of a wave to have tried its lookup before
+    // the first one times out and tries its claim.
     config.tier_timeout = Duration::from_secs(2);
-    let r = Arc::new(rig_with(BLOCKS * 64 * KIB as usize, config));
+    let r = Arc::new(rig_with(2 * WAVE * 64 * KIB as usize, config));
     r.shared
         .fail_gets(1000, StoreFault::Hang(Duration::from_secs(10)));
-    let reads: Vec<_> = (0..BLOCKS as u64)
-        .map(|i| {
-            let r = r.clone();
-            tokio::spawn(async move { r.check(i * 64 * KIB, 64 * KIB).await })
-        })
-        .collect();
-    for read in reads {
-        read.await.unwrap();
-    }
+    let wave = |first: usize| {
+        let r = r.clone();
+        async move {
+            let reads: Vec<_> = (first..first + WAVE)
+                .map(|i| {
+                    let r = r.clone();
+                    tokio::spawn(async move { r.check(i as u64 * 64 * KIB, 64 * KIB).await })
+                })
+                .collect();
+            for read in reads {
+                read.await.unwrap();
+            }
+        }
+    };
+    // The first wave's lookups all hang (none had timed out when they
+    // started).
+    wave(0).await;
+    let first = r.engine.stats().tier("shared").unwrap();
+    assert_eq!(first.calls_hung, WAVE as u64, "{first:?}");
+    // The second wave calls the tier not at all (every lookup and claim
+    // fails at once): right bytes from the origin.
+    wave(WAVE).await;
     let s = r.engine.stats().tier("shared").unwrap();
-    assert_eq!(s.calls_hung, super::tiers::CALL_SLOTS as u64, "{s:?}");
-    // Every lookup failed (hung, or not tried), and so did every claim after
-    // it (not tried: every slot is held by a hung lookup).
-    assert_eq!(s.errors, 2 * BLOCKS as u64, "{s:?}");
-    assert_eq!(r.origin_requests(), BLOCKS as u64);
+    assert_eq!(s.calls_hung, WAVE as u64, "no more calls hung: {s:?}");
+    assert_eq!(s.errors - first.errors, 2 * WAVE as u64, "{s:?}");
+    assert_eq!(r.origin_requests(), 2 * WAVE as u64);
     // They return in the end, and are no longer counted.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while r.engine.stats().tier("shared").unwrap().calls_hung > 0 {

@@ -16,9 +16,8 @@
 //! failing, yet publishes work between removals, and copies kept until the
 //! whole tier recovered would pass their bound and be dropped. The kept
 //! blocks are bounded in bytes (a quarter of the memory budget, besides it);
-//! past that a copy is dropped, and counted. A block is kept once however
-//! often it is due meanwhile. So every copy due is made, pending (itself or
-//! an earlier copy of the same block), or counted dropped.
+//! past that a copy is dropped, and counted. So every copy due is made,
+//! pending, or counted dropped.
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -43,10 +42,8 @@ pub(super) struct Tier {
     pub(super) plain_slot: Arc<Semaphore>,
     /// Publishes waiting for a slot (bounded by [`QUEUED_PUBLISHES`]).
     queued: std::sync::atomic::AtomicUsize,
-    /// Lookups and claims running on the blocking pool at once (bounded by
-    /// [`CALL_SLOTS`]: calls stuck in the kernel cannot take every thread).
-    call_slots: Arc<Semaphore>,
-    /// Calls past the timeout that have not returned yet.
+    /// Calls past the timeout that have not returned yet (at most about
+    /// [`HUNG_MAX`]: calls stuck in the kernel cannot take every thread).
     hung: Arc<std::sync::atomic::AtomicU64>,
     /// Degraded or not, judged per call (see `tier_health`).
     pub(super) health: TierHealth,
@@ -78,7 +75,6 @@ impl Tier {
             publish_slots: Arc::new(Semaphore::new(publish_slots)),
             plain_slot: Arc::new(Semaphore::new(1)),
             queued: Default::default(),
-            call_slots: Arc::new(Semaphore::new(CALL_SLOTS)),
             hung: Default::default(),
             health: TierHealth::default(),
             pending: Mutex::default(),
@@ -148,19 +144,16 @@ impl Tier {
         }
     }
 
-    /// Keep a copy to make later (once per block), or count it dropped if
-    /// the kept copies would pass their bound.
+    /// Keep a copy to make later, or count it dropped if the kept copies
+    /// would pass their bound. (Two copies of one block are both kept: the
+    /// second one's publish is what counts a duplicate fetch, as "found
+    /// already there".)
     fn keep(&self, id: BlockId, data: Bytes) {
         let len = data.len() as u64;
         let kept = self
             .pending
             .lock()
             .map(|mut pending| {
-                // A block fetched again while its copy waits needs no second
-                // one: the kept copy stands for both.
-                if pending.blocks.iter().any(|(kept, _)| *kept == id) {
-                    return true;
-                }
                 let room = pending.bytes + len <= self.pending_cap;
                 if room {
                     pending.bytes += len;
@@ -255,10 +248,11 @@ impl Tier {
 impl Engine {
     /// Run a blocking tier call on the blocking pool, bounded by the tier
     /// timeout. A call past the timeout is abandoned, not stopped (a thread
-    /// the kernel holds in an uninterruptible call cannot be): it keeps its
-    /// slot until it returns, is counted as hung meanwhile, and once every
-    /// slot is held by such calls the tier is not called at all (a failure:
-    /// reads go to the next tier or the origin).
+    /// the kernel holds in an uninterruptible call cannot be): it is counted
+    /// as hung until it returns, and while [`HUNG_MAX`] calls are hung the
+    /// tier is not called at all (a failure: reads go to the next tier or the
+    /// origin). Only hung calls count: a tier that is merely busy (many slow
+    /// calls within the timeout) is called as much as the reads need.
     pub(super) async fn tier_call<T: Send + 'static>(
         &self,
         tier: &Tier,
@@ -269,12 +263,12 @@ impl Engine {
             tier: tier.store.name().into(),
             message,
         };
-        let Ok(slot) = tier.call_slots.clone().try_acquire_owned() else {
+        let hung_now = tier.hung.load(Ordering::Relaxed);
+        if hung_now >= HUNG_MAX {
             return Err(failed(format!(
-                "{what} not tried: {CALL_SLOTS} calls to this tier are running, {} of them past the timeout (a hung mount?)",
-                tier.hung.load(Ordering::Relaxed)
+                "{what} not tried: {hung_now} calls to this tier are past the timeout and have not returned (a hung mount?)"
             )));
-        };
+        }
         let store = tier.store.clone();
         // RUNNING, then FINISHED by the call or ABANDONED by the timeout,
         // whichever comes first: a hung call is counted once and uncounted
@@ -283,7 +277,6 @@ impl Engine {
         let (seen, hung) = (state.clone(), tier.hung.clone());
         let task = tokio::task::spawn_blocking(move || {
             let result = call(&*store);
-            drop(slot);
             if seen.swap(FINISHED, Ordering::AcqRel) == ABANDONED {
                 hung.fetch_sub(1, Ordering::Relaxed);
             }
@@ -365,10 +358,11 @@ impl Engine {
 /// skipped: the blocks they hold are memory outside the budget.
 const QUEUED_PUBLISHES: usize = 8;
 
-/// Lookups and claims of one tier on the blocking pool at once. Far above
-/// what reads need (a call takes milliseconds), far below the pool's 512
-/// threads, which the origin's file reads and the other tier share.
-pub(super) const CALL_SLOTS: usize = 32;
+/// Hung lookups and claims of one tier past which it is not called: far
+/// below the blocking pool's 512 threads, which the origin's file reads and
+/// the other tier share. (Calls started before the first one timed out may
+/// hang too: the count can pass this by the reads in flight then.)
+pub(super) const HUNG_MAX: u64 = 32;
 
 /// Publish one block now and count it (on the blocking pool).
 fn put(tier: &Arc<Tier>, id: BlockId, data: &Bytes, holds_claim: bool) {
