@@ -1,7 +1,10 @@
 //! What each shared filesystem a cache may live on actually guarantees between two
 //! hosts (two mount points of one [`SharedDir`]): visibility of a closed file,
-//! `O_EXCL`, `link`, rename over an existing file, unlink. Each test prints one
-//! `netfs[KIND]: ...` line of what it observed; the cache is designed from these.
+//! `O_EXCL`, `link`, rename over an existing file, unlink, and which of `O_EXCL`
+//! and `mkdir` stays exclusive when two hosts race for one name at the same
+//! moment (the store's claims are checked under that race too). Each test
+//! prints one `netfs[KIND]: ...` line of what it observed; the cache is
+//! designed from these.
 #![allow(
     clippy::disallowed_methods,
     reason = "tests make, plant and inspect files by path on purpose"
@@ -212,7 +215,72 @@ fn semantics(mut shared: SharedDir) {
     );
     facts.push(format!("unlink seen after {lag}"));
 
+    facts.push(races(&a, &b));
     eprintln!("netfs[{kind}]: {}", facts.join("; "));
+}
+
+/// Rounds of each race: at 287 of 300, smbnetfs let both `O_EXCL` creates
+/// through; one round that lets two claims through fails the test.
+const ROUNDS: usize = 100;
+
+/// Race the two hosts for fresh names, both at once (a barrier), `ROUNDS`
+/// times; returns in how many rounds both won.
+fn both_won(a: &Path, b: &Path, what: &str, take: impl Fn(&Path, usize) -> bool + Sync) -> usize {
+    (0..ROUNDS)
+        .filter(|&round| {
+            let start = std::sync::Barrier::new(2);
+            let won: Vec<bool> = std::thread::scope(|s| {
+                let racers: Vec<_> = [a, b]
+                    .into_iter()
+                    .map(|root| {
+                        let (start, take) = (&start, &take);
+                        s.spawn(move || {
+                            start.wait();
+                            take(root, round)
+                        })
+                    })
+                    .collect();
+                racers.into_iter().map(|r| r.join().unwrap()).collect()
+            });
+            assert!(won.iter().any(|w| *w), "{what} round {round}: nobody won");
+            won.iter().all(|w| *w)
+        })
+        .count()
+}
+
+/// `O_EXCL` (observed only: the store does not rely on it), `mkdir` and the
+/// store's claims (both must be exclusive) when two hosts race.
+fn races(a: &Path, b: &Path) -> String {
+    let excl = both_won(a, b, "O_EXCL", |root, i| {
+        create_new(&root.join(format!("excl{i}"))).is_ok()
+    });
+    let mkdir = both_won(a, b, "mkdir", |root, i| {
+        fs::create_dir(root.join(format!("dir{i}"))).is_ok()
+    });
+    assert_eq!(mkdir, 0, "mkdir: both hosts made one directory");
+    let stores = [a, b].map(|root| {
+        inputfs_store::DirStore::open(root, "shared")
+            .unwrap()
+            .with_claims()
+    });
+    let claims = both_won(a, b, "claim", |root, i| {
+        use inputfs_core::BlockStore;
+        let store = &stores[usize::from(root == b)];
+        let id = inputfs_core::BlockId {
+            key: inputfs_core::CacheKey::new(
+                inputfs_core::SourceKind::S3,
+                "s3://b/k",
+                "etag:1",
+                1 << 30,
+                4096,
+            ),
+            index: i as u64,
+        };
+        let claim = store.claim(&id, Duration::from_secs(60));
+        claim.unwrap_or_else(|e| panic!("claim {i}: {e}")) == inputfs_core::store::Claim::Acquired
+    });
+    assert_eq!(claims, 0, "claims: both hosts acquired one block's claim");
+    format!("racing hosts both won O_EXCL {excl}/{ROUNDS}, mkdir 0/{ROUNDS}, a claim 0/{ROUNDS}")
 }
 
 #[test]

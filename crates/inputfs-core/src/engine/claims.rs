@@ -2,7 +2,7 @@
 //!
 //! Workers never talk to each other; the shared directory is all they share. So
 //! before fetching a block from the origin a worker claims it on the shared tier
-//! (an `O_EXCL` claim file with an expiry, in `inputfs-store`). Whoever gets the
+//! (an exclusive entry with an expiry, in `inputfs-store`). Whoever gets the
 //! claim fetches and publishes; the others poll the tier for the block, with a
 //! backoff, for at most the claim timeout — then fetch it themselves, so nothing
 //! ever waits unbounded. A claim whose holder died is taken over once it expires.

@@ -1,7 +1,10 @@
 //! The file operations the cache relies on to stay correct across workers
 //! without talking to them (DESIGN.md, "The shared cache on disk"): `O_EXCL`
-//! for claims and the sweep lease, rename over an existing file and hard links
-//! for atomic publishing. Each is tried on probe files.
+//! for temp files, rename over an existing file and hard links for atomic
+//! publishing. Each is tried on probe files. (Claims and the sweep lease are
+//! made with `mkdir`, which every shared filesystem decides on its server;
+//! one host cannot see whether a client lets two racing creates through, so
+//! that is tested between two mounts in `tests/tests/netfs_semantics.rs`.)
 
 use std::io;
 
@@ -10,12 +13,12 @@ use crate::doctor::Check;
 
 impl Target {
     /// A second `O_CREAT|O_EXCL` create of one name must fail with `EEXIST`:
-    /// claims and the sweep lease depend on it.
+    /// temp files depend on it (a name clash must not mix two blocks).
     pub(super) fn o_excl(&self, probe: &Probe) -> Check {
         const ID: &str = "cache.o_excl";
         let target = self.dir.display().to_string();
 
-        let fix = "put the cache on a filesystem that honours O_EXCL (NFSv3 and later, SMB, EFS, Azure Files and Filestore do), or turn cross-worker claims off with --claim-timeout 0";
+        let fix = "put the cache on a filesystem that honours O_EXCL (NFSv3 and later, SMB, EFS, Azure Files and Filestore do)";
         if let Err(e) = probe.write_new("excl", b"first") {
             let text = format!("{}: the first O_EXCL create failed: {e}", self.name());
             return Check::fail(ID, &target, text, fix);
@@ -42,7 +45,7 @@ impl Target {
                 ID,
                 &target,
                 format!(
-                    "{}: a second O_EXCL create of an existing name succeeded: workers' claims would not exclude each other",
+                    "{}: a second O_EXCL create of an existing name succeeded: temp files of two workers could clash",
                     self.name()
                 ),
                 fix,
