@@ -15,6 +15,8 @@
 //! - [`tls`]: [`TestCa`], a private CA and a leaf certificate for 127.0.0.1
 //!   (openssl), for `https://` origins.
 //! - [`cache_dir`]: counting the blocks a cache directory holds.
+//! - [`hostile`]: planting what a hostile writer of a shared cache could leave,
+//!   and a canary tree to prove nothing outside the cache was touched.
 //! - [`scrape`]: reading a mount's metrics endpoint.
 //! - [`bins`]: finding server binaries (failing with "run scripts/setup") and ports.
 //! - [`mounts`]: running the real `inputfs` binary against a real FUSE mount.
@@ -29,6 +31,7 @@ pub mod azurite;
 pub mod bins;
 pub mod cache_dir;
 pub mod data;
+pub mod hostile;
 pub mod moto;
 pub mod mounts;
 pub mod netfs;

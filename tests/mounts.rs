@@ -29,7 +29,7 @@ pub fn inputfs_bin() -> PathBuf {
 /// A command for the `inputfs` binary that sees no cloud settings of the machine
 /// it runs on (`AWS_*`, `AZURE_*`, `GOOGLE_*`), only the test's own `env`: tests
 /// stay hermetic and never reach a real cloud.
-fn inputfs_command(env: &[(String, String)]) -> Command {
+pub fn inputfs_command(env: &[(String, String)]) -> Command {
     let mut cmd = Command::new(inputfs_bin());
     for (key, _) in std::env::vars_os() {
         let k = key.to_string_lossy();

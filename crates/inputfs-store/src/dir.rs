@@ -155,6 +155,11 @@ impl DirStore {
         self.shown(&self.layout.claims)
     }
 
+    /// The sweep lease (`root/index/lease`).
+    pub fn lease_path(&self) -> PathBuf {
+        self.shown(&self.layout.lease())
+    }
+
     /// `dir/inputfs-v1`.
     pub fn root(&self) -> PathBuf {
         self.shown(&self.layout.root)

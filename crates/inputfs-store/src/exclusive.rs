@@ -213,6 +213,19 @@ pub(crate) fn state(at: &Beneath, rel: &Rel, magic: &str, ttl: Duration) -> Stat
     by_age(&entry, ttl)
 }
 
+/// The line of the live holder of the entry at `rel`, if it has a
+/// well-formed one (`None`: no entry, or one without a holder's line, which
+/// counts as held only by its age).
+pub(crate) fn holder_line(at: &Beneath, rel: &Rel, magic: &str) -> Option<String> {
+    let line_at = match Kind::of(&at.stat(rel).ok()?) {
+        Kind::Dir => holder(rel).ok()?,
+        Kind::File => rel.clone(),
+        Kind::Symlink | Kind::Special => return None,
+    };
+    let text = read_line(at, &line_at).ok()??;
+    parse_expiry(&text, magic).map(|_| text.trim_end().to_string())
+}
+
 /// No line, a torn one or foreign content: the holder died before writing
 /// it, or someone wrote garbage. Old enough means expired.
 fn by_age(entry: &FileStat, ttl: Duration) -> State {
