@@ -1,7 +1,9 @@
 //! Size limits end to end: four workers read random ranges of objects larger than
 //! a tiny shared limit while their sweeps evict under them — no read fails, every
 //! byte is right, and the shared cache is back within its limit afterwards; then
-//! `inputfs status` and `inputfs gc` report and act on the same directory.
+//! `inputfs status` and `inputfs gc` report and act on the same directory, and
+//! `gc --dry-run` reports exactly what the real `gc` then removes of what dead
+//! workers left behind.
 #![allow(
     clippy::disallowed_methods,
     reason = "tests make, plant and inspect files by path on purpose"
@@ -175,4 +177,65 @@ fn eviction_never_breaks_readers_on_sshfs() {
 #[test]
 fn eviction_never_breaks_readers_on_smb() {
     run(SharedDir::smb());
+}
+
+/// What dead workers leave: claims past their expiry (of this release, a
+/// directory with its line; of the previous one, a file), a claim without a
+/// line older than its lifetime, and temp files older than an hour. `gc
+/// --dry-run` counts them and removes nothing; `gc` removes exactly as many.
+#[test]
+fn gc_dry_run_reports_what_gc_removes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("shared");
+    std::fs::create_dir(&dir).unwrap();
+    drop(inputfs_store::DirStore::open(&dir, "shared").unwrap());
+    let v1 = dir.join("inputfs-v1");
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    let age = |p: &Path| {
+        std::fs::File::open(p)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap()
+    };
+    let expired = "inputfs-claim 1 deadhost@boot 1:1 00 1000\n";
+    let mut planted = Vec::new();
+    for i in 0..2 {
+        let file = v1.join(format!("claims/{i:064x}-0000000000000000.claim"));
+        std::fs::write(&file, expired).unwrap();
+        let made = v1.join(format!("claims/{i:064x}-0000000000000001.claim"));
+        std::fs::create_dir(&made).unwrap();
+        std::fs::write(made.join("holder"), expired).unwrap();
+        planted.extend([file, made]);
+    }
+    let torn = v1.join(format!("claims/{:064x}-0000000000000002.claim", 9));
+    std::fs::create_dir(&torn).unwrap();
+    age(&torn);
+    planted.push(torn);
+    for i in 0..4 {
+        let temp = v1.join(format!("tmp/deadhost.{i}.0.tmp"));
+        std::fs::write(&temp, b"half a block").unwrap();
+        age(&temp);
+        planted.push(temp);
+    }
+    let live = v1.join("tmp/livehost.1.0.tmp");
+    std::fs::write(&live, b"being written").unwrap();
+
+    let dir = dir.display().to_string();
+    let dry = json(&["gc", "--shared-cache", &dir, "--dry-run", "--json"]);
+    let counts = |r: &serde_json::Value| {
+        (
+            r[0]["claims_removed"].as_u64().unwrap(),
+            r[0]["temp_files_removed"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(counts(&dry), (5, 4), "dry run: {dry}");
+    for p in &planted {
+        assert!(p.exists(), "the dry run removed {}", p.display());
+    }
+    let done = json(&["gc", "--shared-cache", &dir, "--json"]);
+    assert_eq!(counts(&done), counts(&dry), "gc: {done}");
+    for p in &planted {
+        assert!(!p.exists(), "gc left {}", p.display());
+    }
+    assert!(live.exists(), "gc removed a young temp file");
 }
