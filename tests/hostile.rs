@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// What is planted.
 #[derive(Debug, Clone, Copy)]
@@ -127,5 +129,23 @@ pub fn plant(dir: &Path, rel: &Path, what: Plant, canary: &Path, other_block: &[
         Plant::Sparse => fs::File::create(at).unwrap().set_len(1 << 40).unwrap(),
         Plant::Garbage => fs::write(at, b"inputfs-claim 1 h 1 0 99999999999999999\n").unwrap(),
         Plant::OtherBlock => fs::write(at, other_block).unwrap(),
+    }
+}
+
+/// Run `f` on its own thread; fail if it takes longer than `bound` (a FIFO
+/// opened, `/dev/zero` read to its end or a walk through a link loop would).
+pub fn bounded<T: Send + 'static>(
+    what: &str,
+    bound: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(bound) {
+        Ok(t) => t,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: no answer within {bound:?}"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked (above)"),
     }
 }

@@ -27,10 +27,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use inputfs_tests::hostile::{PLANTS, canary, plant, snapshot};
+use inputfs_tests::hostile::{PLANTS, bounded, canary, plant, snapshot};
 use inputfs_tests::mounts::{Mount, inputfs_command};
 use inputfs_tests::{pattern, sha256_hex};
 
@@ -66,7 +65,7 @@ impl Source {
     fn check(&self, mount: &Mount, case: &str) {
         let paths = [mount.path("data/a.bin"), mount.path("data/b.bin")];
         let want = [sha256_hex(&self.a), sha256_hex(&self.b)];
-        let got = bounded(&format!("{case}: reading every byte"), move || {
+        let got = bounded(&format!("{case}: reading every byte"), BOUND, move || {
             paths.map(|p| {
                 fs::read(&p)
                     .map(|d| sha256_hex(&d))
@@ -80,19 +79,6 @@ impl Source {
                 "{case}: {name}: wrong bytes or error"
             );
         }
-    }
-}
-
-/// Run `f` on its own thread; fail if it takes longer than [`BOUND`].
-fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(BOUND) {
-        Ok(t) => t,
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: no answer within {BOUND:?}"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked (above)"),
     }
 }
 

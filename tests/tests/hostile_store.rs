@@ -19,14 +19,13 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use inputfs_core::store::{Claim, Lookup};
 use inputfs_core::{BlockId, BlockLayout, BlockStore, CacheKey, SourceKind};
 use inputfs_store::DirStore;
 use inputfs_store::usage::Limits;
-use inputfs_tests::hostile::{PLANTS, Plant, canary, plant, snapshot};
+use inputfs_tests::hostile::{PLANTS, Plant, bounded, canary, plant, snapshot};
 use inputfs_tests::pattern;
 use proptest::prelude::*;
 
@@ -74,19 +73,6 @@ fn places(store: &DirStore, a: &BlockId) -> Vec<PathBuf> {
     out.push(rel(store.plain_path(&a.key)));
     out.push(rel(store.claim_path(a)));
     out
-}
-
-/// Run `f` on its own thread; fail if it takes longer than [`BOUND`].
-fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(BOUND) {
-        Ok(t) => t,
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: no answer within {BOUND:?}"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked (above)"),
-    }
 }
 
 /// A lookup must never give wrong bytes; a miss, a corrupt report or an
@@ -168,7 +154,7 @@ fn run_case(plants: &[(usize, Plant)]) {
             &other_block,
         );
     }
-    bounded("a worker over the planted cache", move || {
+    bounded("a worker over the planted cache", BOUND, move || {
         exercise(dir, a, b, data, other)
     });
     assert_eq!(snapshot(&canary), before, "the canary tree changed");

@@ -96,18 +96,29 @@ pub(crate) fn take(at: &Beneath, rel: &Rel, magic: &str, ttl: Duration) -> io::R
     Ok(Taken::Held)
 }
 
-/// Write the holder's line into the entry just made. On failure (a full
-/// disk) the entry goes: one without a line would look live to others for a
-/// whole time to live, announcing nothing.
+/// Write the holder's line into the entry just made. The line is created
+/// with `O_EXCL` too: should another worker's line be there already (a
+/// client that let two `mkdir`s through, or showed us a directory another
+/// worker had just made as new), the entry is theirs. On any other failure
+/// (a full disk) the entry goes: one without a line would look live to
+/// others for a whole time to live, announcing nothing.
 fn write_holder(at: &Beneath, rel: &Rel, magic: &str, ttl: Duration) -> io::Result<Taken> {
     let line = line(magic, ttl);
-    let written = holder(rel).and_then(|holder| {
-        let mut file = at.create_new(&holder, FILE_MODE)?;
-        file.write_all(line.as_bytes())
+    let holder = holder(rel)?;
+    let written = at.create_new(&holder, FILE_MODE).and_then(|mut file| {
+        file.write_all(line.as_bytes())?;
+        Ok(file)
     });
-    if let Err(e) = written {
-        remove(at, rel);
-        return Err(e);
+    match written {
+        Ok(_) => {}
+        Err(e) if fsutil::already_exists(at, &e, &holder) => {
+            tracing::debug!(path = %at.display(rel).display(), "another worker's line in the {magic} just made");
+            return Ok(Taken::Held);
+        }
+        Err(e) => {
+            remove(at, rel);
+            return Err(e);
+        }
     }
     Ok(Taken::Ours(Holding {
         line,

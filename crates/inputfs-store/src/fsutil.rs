@@ -27,54 +27,54 @@ pub const FILE_MODE: u32 = 0o664;
 /// Create the directory `rel` and any missing ancestors below the root (the
 /// configured directory is never created, and the root only by the store's
 /// set-up: if either is gone, say a network mount went away and left its
-/// empty mountpoint, this fails). A
-/// directory that already exists is fine; anything else holding one of the
-/// names (a link, a file, a FIFO: written by someone else) is removed, never
-/// followed, and the directory made in its place.
+/// empty mountpoint, this fails). A directory that already exists is fine;
+/// anything else holding one of the names (a link, a file, a FIFO: written by
+/// someone else) is removed, never followed, and the directory made in its
+/// place.
+///
+/// Other workers move object directories away (evictions) and make them
+/// (publishes) all the time: a directory that exists at our `mkdir` and is
+/// gone at our look, or a parent gone again right after we made it, is a
+/// lost race, not a failure, and the `mkdir` is tried again
+/// ([`ENSURE_TRIES`] times in all).
 pub fn ensure_dir(at: &Beneath, rel: &Rel) -> Result<(), StoreError> {
     let failed = |e| StoreError::io("create directory", &at.display(rel), e);
-    match at.mkdir(rel, DIR_MODE) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match at.stat(rel) {
-            Ok(stat) if Kind::of(&stat) == Kind::Dir => Ok(()),
-            Ok(stat) => {
-                tracing::warn!(path = %at.display(rel).display(), kind = ?Kind::of(&stat),
-                    "removed an entry where a cache directory belongs");
-                let _ = at.unlink(rel);
-                at.mkdir(rel, DIR_MODE)
-                    .or_else(|e| {
-                        // Another worker made it meanwhile.
-                        if e.kind() == io::ErrorKind::AlreadyExists {
-                            Ok(())
-                        } else {
-                            Err(e)
-                        }
-                    })
-                    .map_err(failed)
+    let mut lost = io::Error::from(io::ErrorKind::NotFound);
+    for _ in 0..ENSURE_TRIES {
+        match at.mkdir(rel, DIR_MODE) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match at.stat(rel) {
+                Ok(stat) if Kind::of(&stat) == Kind::Dir => return Ok(()),
+                Ok(stat) => {
+                    tracing::warn!(path = %at.display(rel).display(), kind = ?Kind::of(&stat),
+                        "removed an entry where a cache directory belongs");
+                    let _ = at.unlink(rel);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => lost = e,
+                Err(e) => return Err(failed(e)),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound || crate::dir::is_link_on_the_way(&e) => {
+                // Ancestors are made below the root only: the root is made by
+                // the store's set-up alone, which first checks that `DIR` is the
+                // filesystem it was (a vanished mount leaves an empty directory).
+                let parent = rel
+                    .as_path()
+                    .parent()
+                    .filter(|p| p.components().count() > 1);
+                let Some(parent) = parent else {
+                    return Err(failed(e));
+                };
+                ensure_dir(at, &Rel::trusted(parent.to_path_buf()))?;
+                lost = e;
             }
-            Err(e) => Err(failed(e)),
-        },
-        Err(e) if e.kind() == io::ErrorKind::NotFound || crate::dir::is_link_on_the_way(&e) => {
-            // Ancestors are made below the root only: the root is made by
-            // the store's set-up alone, which first checks that `DIR` is the
-            // filesystem it was (a vanished mount leaves an empty directory).
-            let parent = rel
-                .as_path()
-                .parent()
-                .filter(|p| p.components().count() > 1);
-            let Some(parent) = parent else {
-                return Err(failed(e));
-            };
-            ensure_dir(at, &Rel::trusted(parent.to_path_buf()))?;
-            match at.mkdir(rel, DIR_MODE) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-                Err(e) => Err(failed(e)),
-            }
+            Err(e) => return Err(failed(e)),
         }
-        Err(e) => Err(failed(e)),
     }
+    Err(failed(lost))
 }
+
+/// How many times [`ensure_dir`] tries its `mkdir` against lost races.
+const ENSURE_TRIES: usize = 4;
 
 /// This machine's host name, reduced to `[A-Za-z0-9_-]` (at most 64 characters)
 /// so it can be a part of a file name with `.` as separator.
