@@ -73,7 +73,9 @@ const LOCAL_MAX: usize = 4 * BLOCK;
 /// recently read blocks: under half the data set (73 blocks), so most loads
 /// go to the tiers. Another quarter (the engine's choice) bounds the copies
 /// a worker keeps, with their data, to make again once the shared tier works:
-/// 32 blocks, more than a worker loads during one outage here.
+/// 32 blocks, more distinct blocks than a worker loads during one outage
+/// here (a block loaded twice meanwhile is kept once: before that, two
+/// copies of one block could fill the bound, and a clean run dropped 3).
 const MEMORY_BUDGET: usize = 32 * MIB;
 /// Reads per filesystem, in seconds, unless `INPUTFS_STRESS_SECS` says.
 const DEFAULT_SECS: u64 = 15;

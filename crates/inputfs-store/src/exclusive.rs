@@ -224,17 +224,38 @@ pub(crate) fn state(at: &Beneath, rel: &Rel, magic: &str, ttl: Duration) -> Stat
     by_age(&entry, ttl)
 }
 
-/// The line of the live holder of the entry at `rel`, if it has a
-/// well-formed one (`None`: no entry, or one without a holder's line, which
-/// counts as held only by its age).
-pub(crate) fn holder_line(at: &Beneath, rel: &Rel, magic: &str) -> Option<String> {
-    let line_at = match Kind::of(&at.stat(rel).ok()?) {
-        Kind::Dir => holder(rel).ok()?,
-        Kind::File => rel.clone(),
-        Kind::Symlink | Kind::Special => return None,
+/// Who holds an entry, as far as one look tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// No entry (or it could not be looked at).
+    Free,
+    /// The holder's well-formed line.
+    Named(String),
+    /// An entry without a well-formed line: a holder between making it and
+    /// writing its line (a moment), or something planted, which counts as
+    /// held by its age alone.
+    Unnamed,
+}
+
+/// Who holds the entry at `rel`.
+pub(crate) fn holder_of(at: &Beneath, rel: &Rel, magic: &str) -> Holder {
+    let Ok(entry) = at.stat(rel) else {
+        return Holder::Free;
     };
-    let text = read_line(at, &line_at).ok()??;
-    parse_expiry(&text, magic).map(|_| text.trim_end().to_string())
+    let line_at = match Kind::of(&entry) {
+        Kind::Dir => match holder(rel) {
+            Ok(h) => h,
+            Err(_) => return Holder::Unnamed,
+        },
+        Kind::File => rel.clone(),
+        Kind::Symlink | Kind::Special => return Holder::Unnamed,
+    };
+    match read_line(at, &line_at) {
+        Ok(Some(text)) if parse_expiry(&text, magic).is_some() => {
+            Holder::Named(text.trim_end().to_string())
+        }
+        _ => Holder::Unnamed,
+    }
 }
 
 /// No line, a torn one or foreign content: the holder died before writing

@@ -57,6 +57,7 @@ mod workers;
 
 pub use dir::{DirStore, ROOT_NAME};
 pub use error::StoreError;
+pub use exclusive::Holder;
 pub use health::SETUP_PATIENCE;
 pub use plain::PLAIN_NAME;
 pub use setup::monotonic_ns;

@@ -14,8 +14,9 @@ use crate::status::open_existing;
 
 /// How long to wait for a sweep another worker is running.
 const WAIT_FOR_LEASE: Duration = Duration::from_secs(60);
-/// How long a sweep lease without a holder's line may stand before `gc`
-/// says so instead of waiting: a worker writes its line at once.
+/// How long the sweep lease may be seen without a holder's line, look after
+/// look, before `gc` says so instead of waiting: a worker writes its line
+/// at once.
 const LEASE_WITHOUT_HOLDER: Duration = Duration::from_secs(5);
 /// Leftovers older than this are removed (as mounts do at start).
 const STALE_AFTER: Duration = Duration::from_secs(3600);
@@ -45,11 +46,19 @@ pub fn run(dirs: &TierDirs, max_size: Option<ByteSize>, dry_run: bool, json: boo
             min_free_percent: recorded.min_free_percent,
         };
         let started = Instant::now();
+        let mut unnamed_since = None;
         let eviction = loop {
             if let Some(e) = store.evict(&limits, dry_run)? {
                 break e;
             }
-            if started.elapsed() > LEASE_WITHOUT_HOLDER && store.sweep_lease_holder().is_none() {
+            let unnamed = store.sweep_lease_holder() == inputfs_store::Holder::Unnamed;
+            let since = if unnamed {
+                *unnamed_since.get_or_insert_with(Instant::now)
+            } else {
+                unnamed_since = None;
+                Instant::now()
+            };
+            if since.elapsed() > LEASE_WITHOUT_HOLDER {
                 bail!(
                     "{}: the sweep lease {} names no worker (a worker writes its line at once); \
                      it is taken over when 5 minutes old, or remove it if no worker is sweeping",

@@ -145,25 +145,37 @@ impl Tier {
     }
 
     /// Keep a copy to make later, or count it dropped if the kept copies
-    /// would pass their bound. (Two copies of one block are both kept: the
-    /// second one's publish is what counts a duplicate fetch, as "found
-    /// already there".)
+    /// would pass their bound. A second copy of a block already kept is not
+    /// kept again (it would only hold the same bytes twice against the
+    /// bound, and crowd other blocks out): it is counted as made and found
+    /// already there, as its publish would have been after the first one's,
+    /// which is how a duplicate fetch is counted.
     fn keep(&self, id: BlockId, data: Bytes) {
         let len = data.len() as u64;
         let kept = self
             .pending
             .lock()
             .map(|mut pending| {
-                let room = pending.bytes + len <= self.pending_cap;
-                if room {
-                    pending.bytes += len;
-                    pending.blocks.push_back((id, data));
+                if pending.blocks.iter().any(|(kept, _)| *kept == id) {
+                    return Keeping::Twin;
                 }
-                room
+                if pending.bytes + len > self.pending_cap {
+                    return Keeping::Dropped;
+                }
+                pending.bytes += len;
+                pending.blocks.push_back((id, data));
+                Keeping::Kept
             })
-            .unwrap_or(false);
-        if !kept {
-            self.stats.publish_dropped.fetch_add(1, Ordering::Relaxed);
+            .unwrap_or(Keeping::Dropped);
+        match kept {
+            Keeping::Kept => {}
+            Keeping::Twin => {
+                self.stats.publishes.fetch_add(1, Ordering::Relaxed);
+                self.stats.publish_found.fetch_add(1, Ordering::Relaxed);
+            }
+            Keeping::Dropped => {
+                self.stats.publish_dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -354,6 +366,14 @@ impl Engine {
     }
 }
 
+/// What [`Tier::keep`] did with a copy.
+enum Keeping {
+    Kept,
+    /// A copy of the same block was kept already.
+    Twin,
+    Dropped,
+}
+
 /// Publishes that may wait for a busy tier's slot before further ones are
 /// skipped: the blocks they hold are memory outside the budget.
 const QUEUED_PUBLISHES: usize = 8;
@@ -397,5 +417,47 @@ impl Engine {
         let tier = tier.clone();
         self.background
             .spawn_blocking(move || tier.store.release(&id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use bytes::Bytes;
+
+    use super::Tier;
+    use crate::BlockId;
+    use crate::testing::MemoryStore;
+
+    fn id(index: u64) -> BlockId {
+        BlockId {
+            key: crate::CacheKey::new(crate::SourceKind::S3, "s3://b/k", "etag:1", 1 << 20, 4),
+            index,
+        }
+    }
+
+    /// A block fetched twice while its first copy waits is kept once, and
+    /// the second copy is counted as found (its duplicate fetch is seen);
+    /// past the bound a copy is counted dropped.
+    #[test]
+    fn a_second_copy_of_a_kept_block_is_counted_not_kept() {
+        let tier = Tier::new(
+            Arc::new(MemoryStore::new("shared")),
+            1,
+            8,
+            tokio_util::task::TaskTracker::new(),
+        );
+        let four = Bytes::from_static(b"four");
+        tier.keep(id(0), four.clone());
+        tier.keep(id(0), four.clone());
+        tier.keep(id(1), four.clone());
+        tier.keep(id(2), four);
+        let count = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        assert_eq!(tier.pending_len(), 2);
+        assert_eq!(count(&tier.stats.publish_found), 1);
+        assert_eq!(count(&tier.stats.publishes), 1);
+        assert_eq!(count(&tier.stats.publish_dropped), 1);
     }
 }

@@ -229,14 +229,14 @@ impl DirStore {
         self.sweep_with(&self.limits(), dry_run, true)
     }
 
-    /// The line of the worker holding the sweep lease, if the lease has a
-    /// well-formed one. `None` while [`evict`](Self::evict) finds the lease
-    /// held means an entry without a holder's line: a worker between making
-    /// it and writing its line (a moment), or something else planted there,
-    /// which is taken over only after the lease's lifetime.
-    pub fn sweep_lease_holder(&self) -> Option<String> {
-        let at = self.at().ok()?;
-        exclusive::holder_line(&at, &self.layout.lease(), LEASE_MAGIC)
+    /// Who holds the sweep lease, as far as one look tells (see
+    /// [`Holder`](crate::Holder)): an entry that stays unnamed is something
+    /// planted, taken over only after the lease's lifetime.
+    pub fn sweep_lease_holder(&self) -> crate::Holder {
+        match self.at() {
+            Ok(at) => exclusive::holder_of(&at, &self.layout.lease(), LEASE_MAGIC),
+            Err(_) => crate::Holder::Free,
+        }
     }
 
     /// Sweep now with `limits`: fold the journals into the index and evict least
