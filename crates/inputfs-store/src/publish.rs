@@ -55,12 +55,13 @@ impl DirStore {
     ) -> Result<Placed, StoreError> {
         let final_rel = self.layout.block(id);
         let object_rel = self.layout.object(&id.key);
-        // Journal time of this placement: taken before it starts, so a block
-        // that lands in a directory an eviction is moving away counts as older
-        // than the eviction (and is not counted); refreshed below if the
-        // directory has to be made again.
-        let mut since = crate::usage::now_ms();
         ensure_dir(at, &object_rel)?;
+        // Journal time of this placement: taken once the object's directory
+        // is there and before the block lands, so a block that lands in a
+        // directory an eviction is moving away counts as older than the
+        // eviction (and is not counted), while one in a directory made again
+        // after an eviction (here, or below) counts as newer.
+        let mut since = crate::usage::now_ms();
         let header = format::encode_header(&id.key, id.index, data);
         let tmp = self.write_temp(at, &header, data)?;
         let parts = Parts {
@@ -256,8 +257,8 @@ impl DirStore {
         parts: &Parts,
         since: &mut u64,
     ) -> Result<TempFile<'a>, StoreError> {
-        *since = crate::usage::now_ms();
         ensure_dir(at, parts.object_rel)?;
+        *since = crate::usage::now_ms();
         if at.stat(&tmp.rel).is_ok() {
             return Ok(tmp);
         }

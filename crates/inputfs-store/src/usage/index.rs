@@ -233,6 +233,11 @@ impl Index {
                 bytes,
                 at,
             } => {
+                // Started before its object's eviction: the block landed in
+                // the directory the eviction moved away (and deleted).
+                if self.evicted.get(&key).is_some_and(|&evicted| at < evicted) {
+                    return;
+                }
                 let obj = self.objects.entry(key).or_default();
                 obj.last_access = obj.last_access.max(at);
                 obj.touched = touched;
@@ -399,6 +404,31 @@ mod tests {
             .objects
             .insert(CacheKey([8; 32]), ObjectUsage::default());
         index
+    }
+
+    /// A placement recorded before its object's eviction is not counted
+    /// (its block went with the directory the eviction moved away); one
+    /// after it is. Folding journals after a sweep evicted is the normal
+    /// order: workers write their journals every few seconds.
+    #[test]
+    fn placements_from_before_an_eviction_are_not_counted() {
+        let mut index = sample();
+        let key = CacheKey([7; 32]);
+        index.evict(&key);
+        let evicted = index.evicted[&key];
+        let placed = |at| Record::Placed {
+            key,
+            index: 3,
+            bytes: 4168,
+            at,
+        };
+        index.apply(placed(evicted - 1));
+        assert!(
+            !index.objects.contains_key(&key),
+            "counted a block evicted with its directory"
+        );
+        index.apply(placed(evicted));
+        assert_eq!(index.objects[&key].bytes(), 4168);
     }
 
     #[test]
