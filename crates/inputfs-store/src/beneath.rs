@@ -269,6 +269,16 @@ impl Beneath {
     }
 
     fn open_regular(&self, rel: &Rel, access: OFlag) -> io::Result<Found> {
+        match self.open_regular_once(rel, access) {
+            // The name was replaced between the steps (another worker's
+            // publish by rename) and a network filesystem called the first
+            // handle stale: look the name up again, once.
+            Err(e) if e.raw_os_error() == Some(libc::ESTALE) => self.open_regular_once(rel, access),
+            other => other,
+        }
+    }
+
+    fn open_regular_once(&self, rel: &Rel, access: OFlag) -> io::Result<Found> {
         let (at, name) = self.parent(rel)?;
         let handle = nix::fcntl::openat(
             &at,

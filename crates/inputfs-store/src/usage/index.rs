@@ -216,8 +216,13 @@ impl Index {
         result
     }
 
-    /// Apply one journal record.
-    fn apply(&mut self, record: Record) {
+    /// Apply one journal record. `on_disk(key, index)` says whether a block
+    /// file is there now: asked only of a placement recorded before its
+    /// object's eviction, which landed either in the directory the eviction
+    /// moved away (gone with it) or in one made again after it (there). The
+    /// times alone cannot tell: the eviction's time is taken after its
+    /// rename, and a placement may start in between.
+    fn apply(&mut self, record: Record, on_disk: &dyn Fn(&CacheKey, u64) -> bool) {
         self.applied += 1;
         let touched = self.applied;
         match record {
@@ -233,9 +238,9 @@ impl Index {
                 bytes,
                 at,
             } => {
-                // Started before its object's eviction: the block landed in
-                // the directory the eviction moved away (and deleted).
-                if self.evicted.get(&key).is_some_and(|&evicted| at < evicted) {
+                if self.evicted.get(&key).is_some_and(|&evicted| at < evicted)
+                    && !on_disk(&key, index)
+                {
                     return;
                 }
                 let obj = self.objects.entry(key).or_default();
@@ -263,7 +268,12 @@ impl Index {
     /// Fold in every complete journal line not yet consumed. Returns how many
     /// records were applied. Journal files that vanished are forgotten;
     /// anything in `journal/` but a regular file is skipped.
-    pub fn ingest(&mut self, at: &Beneath, journal_dir: &Rel) -> usize {
+    pub fn ingest(
+        &mut self,
+        at: &Beneath,
+        journal_dir: &Rel,
+        on_disk: &dyn Fn(&CacheKey, u64) -> bool,
+    ) -> usize {
         let Ok(entries) = at.entries(Some(journal_dir)) else {
             return 0;
         };
@@ -283,7 +293,7 @@ impl Index {
             let complete = tail.rfind('\n').map_or(0, |i| i + 1);
             for line in tail[..complete].lines() {
                 if let Some(record) = journal::parse(line) {
-                    self.apply(record);
+                    self.apply(record, on_disk);
                     applied += 1;
                 }
             }
@@ -406,12 +416,13 @@ mod tests {
         index
     }
 
-    /// A placement recorded before its object's eviction is not counted
-    /// (its block went with the directory the eviction moved away); one
-    /// after it is. Folding journals after a sweep evicted is the normal
-    /// order: workers write their journals every few seconds.
+    /// A placement recorded before its object's eviction is counted only if
+    /// its block is on disk (it went with the directory the eviction moved
+    /// away, or landed in one made again); one after it is counted without
+    /// a look. Folding journals after a sweep evicted is the normal order:
+    /// workers write their journals every few seconds.
     #[test]
-    fn placements_from_before_an_eviction_are_not_counted() {
+    fn placements_from_before_an_eviction_count_only_if_on_disk() {
         let mut index = sample();
         let key = CacheKey([7; 32]);
         index.evict(&key);
@@ -422,13 +433,27 @@ mod tests {
             bytes: 4168,
             at,
         };
-        index.apply(placed(evicted - 1));
+        let gone = |_: &CacheKey, _: u64| false;
+        let there = |_: &CacheKey, _: u64| true;
+        index.apply(placed(evicted - 1), &gone);
         assert!(
             !index.objects.contains_key(&key),
             "counted a block evicted with its directory"
         );
-        index.apply(placed(evicted));
-        assert_eq!(index.objects[&key].bytes(), 4168);
+        index.apply(placed(evicted - 1), &there);
+        assert_eq!(
+            index.objects[&key].bytes(),
+            4168,
+            "a block made again after"
+        );
+        index.evict(&key);
+        let evicted = index.evicted[&key];
+        index.apply(placed(evicted), &gone);
+        assert_eq!(
+            index.objects[&key].bytes(),
+            4168,
+            "placed after the eviction"
+        );
     }
 
     #[test]

@@ -239,6 +239,21 @@ impl DirStore {
         }
     }
 
+    /// Whether the block file of `(key, index)` is on disk now (see
+    /// `Index::apply`).
+    fn block_on_disk<'a>(
+        &'a self,
+        at: &'a Beneath,
+    ) -> impl Fn(&inputfs_core::CacheKey, u64) -> bool + 'a {
+        move |key, index| {
+            let rel = self
+                .layout
+                .block(&inputfs_core::BlockId { key: *key, index });
+            at.stat(&rel)
+                .is_ok_and(|s| crate::beneath::Kind::of(&s) == crate::beneath::Kind::File)
+        }
+    }
+
     /// Sweep now with `limits`: fold the journals into the index and evict least
     /// recently read objects until within them. `Ok(None)`: another worker holds
     /// the sweep lease.
@@ -287,7 +302,7 @@ impl DirStore {
             Some(i) if !stale(&i) => (i, false),
             _ => (Index::rescan(at, &l.objects), true),
         };
-        let records_ingested = index.ingest(at, &l.journal);
+        let records_ingested = index.ingest(at, &l.journal, &self.block_on_disk(at));
         let used_before = index.bytes();
         let target = self.target(at, limits, used_before);
         let mut report = Eviction {
@@ -403,7 +418,7 @@ impl DirStore {
         let loaded = Index::load_latest(&at, &l.index)
             .map_err(|e| StoreError::io("read", &at.display(&l.index), e))?;
         let mut index = loaded.unwrap_or_else(|| Index::rescan(&at, &l.objects));
-        index.ingest(&at, &l.journal);
+        index.ingest(&at, &l.journal, &self.block_on_disk(&at));
         Ok(index)
     }
 }
