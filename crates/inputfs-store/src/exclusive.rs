@@ -189,17 +189,10 @@ fn read_line(at: &Beneath, rel: &Rel) -> io::Result<Option<String>> {
 /// planted), is never opened and counts as expired, so it is removed (never
 /// followed) and the name taken.
 pub(crate) fn state(at: &Beneath, rel: &Rel, magic: &str, ttl: Duration) -> State {
-    let entry = match at.stat(rel) {
-        Ok(stat) => stat,
-        Err(_) => return State::Gone,
-    };
-    let line_at = match Kind::of(&entry) {
-        Kind::Dir => match holder(rel) {
-            Ok(holder) => holder,
-            Err(_) => return State::Expired,
-        },
-        Kind::File => rel.clone(),
-        Kind::Symlink | Kind::Special => return State::Expired,
+    let (entry, line_at) = match look(at, rel) {
+        Entry::Gone => return State::Gone,
+        Entry::Planted => return State::Expired,
+        Entry::Line { entry, line_at } => (entry, line_at),
     };
     let text = match read_line(at, &line_at) {
         Ok(Some(t)) => t,
@@ -224,6 +217,36 @@ pub(crate) fn state(at: &Beneath, rel: &Rel, magic: &str, ttl: Duration) -> Stat
     by_age(&entry, ttl)
 }
 
+/// What is at an entry's name, unfollowed.
+enum Entry {
+    Gone,
+    /// Neither a directory nor a regular file (a link, a FIFO): never opened.
+    Planted,
+    /// An entry of this release (a directory, its line in `holder`) or of
+    /// the previous one (a file holding the line): its own stat and where
+    /// its line is.
+    Line {
+        entry: FileStat,
+        line_at: Rel,
+    },
+}
+
+/// Look at the entry `rel` (one `stat`, not followed).
+fn look(at: &Beneath, rel: &Rel) -> Entry {
+    let Ok(entry) = at.stat(rel) else {
+        return Entry::Gone;
+    };
+    let line_at = match Kind::of(&entry) {
+        Kind::Dir => holder(rel),
+        Kind::File => Ok(rel.clone()),
+        Kind::Symlink | Kind::Special => return Entry::Planted,
+    };
+    match line_at {
+        Ok(line_at) => Entry::Line { entry, line_at },
+        Err(_) => Entry::Planted,
+    }
+}
+
 /// Who holds an entry, as far as one look tells.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Holder {
@@ -239,16 +262,10 @@ pub enum Holder {
 
 /// Who holds the entry at `rel`.
 pub(crate) fn holder_of(at: &Beneath, rel: &Rel, magic: &str) -> Holder {
-    let Ok(entry) = at.stat(rel) else {
-        return Holder::Free;
-    };
-    let line_at = match Kind::of(&entry) {
-        Kind::Dir => match holder(rel) {
-            Ok(h) => h,
-            Err(_) => return Holder::Unnamed,
-        },
-        Kind::File => rel.clone(),
-        Kind::Symlink | Kind::Special => return Holder::Unnamed,
+    let line_at = match look(at, rel) {
+        Entry::Gone => return Holder::Free,
+        Entry::Planted => return Holder::Unnamed,
+        Entry::Line { line_at, .. } => line_at,
     };
     match read_line(at, &line_at) {
         Ok(Some(text)) if parse_expiry(&text, magic).is_some() => {
@@ -315,6 +332,13 @@ mod tests {
 
     const MAGIC: &str = "inputfs-test 1";
 
+    /// A temp directory, a handle on it and the entry name `x`.
+    fn scratch() -> (tempfile::TempDir, Beneath, Rel) {
+        let dir = tempfile::tempdir().unwrap();
+        let at = Beneath::open(dir.path()).unwrap();
+        (dir, at, Rel::new("x").unwrap())
+    }
+
     #[test]
     fn lines_round_trip_and_garbage_never_parses() {
         let l = line(MAGIC, Duration::from_secs(5));
@@ -333,9 +357,7 @@ mod tests {
 
     #[test]
     fn take_hold_expire_release() {
-        let dir = tempfile::tempdir().unwrap();
-        let at = Beneath::open(dir.path()).unwrap();
-        let p = Rel::new("x").unwrap();
+        let (dir, at, p) = scratch();
         let Taken::Ours(line) = take(&at, &p, MAGIC, Duration::from_millis(40)).unwrap() else {
             panic!("first take failed")
         };
@@ -355,9 +377,7 @@ mod tests {
 
     #[test]
     fn a_planted_fifo_or_link_is_taken_over_never_opened() {
-        let dir = tempfile::tempdir().unwrap();
-        let at = Beneath::open(dir.path()).unwrap();
-        let p = Rel::new("x").unwrap();
+        let (dir, at, p) = scratch();
         nix::unistd::mkfifo(
             &dir.path().join("x"),
             nix::sys::stat::Mode::from_bits_truncate(0o666),
@@ -384,9 +404,7 @@ mod tests {
 
     #[test]
     fn a_file_of_the_previous_release_is_respected_then_taken_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let at = Beneath::open(dir.path()).unwrap();
-        let p = Rel::new("x").unwrap();
+        let (dir, at, p) = scratch();
         let live = format!("{MAGIC} otherhost 1 00 {}\n", now_ms() + 60_000);
         std::fs::write(dir.path().join("x"), live).unwrap();
         assert_eq!(
@@ -408,9 +426,7 @@ mod tests {
 
     #[test]
     fn a_directory_without_its_line_counts_by_its_age() {
-        let dir = tempfile::tempdir().unwrap();
-        let at = Beneath::open(dir.path()).unwrap();
-        let p = Rel::new("x").unwrap();
+        let (dir, at, p) = scratch();
         std::fs::create_dir(dir.path().join("x")).unwrap();
         assert_eq!(state(&at, &p, MAGIC, Duration::from_secs(9)), State::Live);
         assert_eq!(state(&at, &p, MAGIC, Duration::ZERO), State::Expired);
