@@ -192,6 +192,37 @@ impl SharedDir {
     }
 }
 
+impl SharedDir {
+    /// Each time the i-th client lost its connection to the server so far, as
+    /// the client logged it (empty for a client never mounted, and always for
+    /// `local` and sshfs, whose clients log no such thing).
+    ///
+    /// smbnetfs serves each share through a child process that *exits* when a
+    /// call gets an errno it does not expect, logging `srv(PID)->CALL:
+    /// errno=N, TEXT`; seen here: `open` getting `EBUSY` and `stat` getting
+    /// `EINVAL`, which the server answers while another client deletes the
+    /// file or directory (SMB's delete-pending state). Until it starts a new
+    /// child (~2 s later), every call through that mount, to any path, fails
+    /// with `EIO`, and its open files are gone. That is the client failing,
+    /// not the server or the cache: a kernel SMB client reports the same
+    /// state as an error of that one call. Tests that judge what a program
+    /// saw through a mount use this to tell the client's outages from the
+    /// ones they made.
+    pub fn client_connection_losses(&self, i: usize) -> Vec<String> {
+        let Some(Some(mount)) = self.mounts.get(i) else {
+            return Vec::new();
+        };
+        if !matches!(self.backend, Backend::Smb(_)) {
+            return Vec::new();
+        }
+        read(&mount.log)
+            .lines()
+            .filter(|l| l.contains("srv(") && l.contains("errno="))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
 impl Drop for SharedDir {
     fn drop(&mut self) {
         // Clients first, so that the servers' per-connection processes end too.
@@ -206,6 +237,8 @@ struct ClientMount {
     child: Child,
     /// Processes it forked that were orphaned to us at once (sshfs's ssh).
     adopted: Vec<Proc>,
+    /// Its stdout and stderr.
+    log: PathBuf,
 }
 
 impl ClientMount {
@@ -226,6 +259,7 @@ impl ClientMount {
             view,
             child,
             adopted: Vec::new(),
+            log: log.clone(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !is_mounted(&mount.fuse_root) {

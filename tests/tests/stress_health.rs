@@ -32,6 +32,16 @@
 //! - and that the stress stressed: the daemons served the reads (not the
 //!   page cache), sweeps evicted (not asserted on SMB), an outage held.
 //!
+//! On SMB the test's client, smbnetfs, sometimes loses its connection by
+//! itself: its per-share child exits when the server answers a lookup or an
+//! open with the delete-pending state another worker's eviction or claim
+//! release makes (seen about one run in four), and every call through that
+//! mount fails with `EIO` for ~2 s. Such a worker is named in the details
+//! line with the client's own log line, and its tier figures (refusals,
+//! errors, warnings, drops) are not judged, since the test cannot know when
+//! its directory was usable; its bytes are, and every other worker is judged
+//! in full. More than half the workers losing theirs fails the run.
+//!
 //! Each filesystem prints one line of figures (`stress KIND: 8 workers, ...`),
 //! one of details, and one on the copies (from metrics sampled during the
 //! run: when drops happened, how many copies were kept, how long recoveries
@@ -610,10 +620,35 @@ fn run(mut shared_dir: SharedDir) {
         );
     }
 
+    // A worker whose SMB client lost its connection (smbnetfs's child exits
+    // on a delete-pending answer, see `SharedDir::client_connection_losses`)
+    // saw every call fail for seconds the test neither chose nor recorded:
+    // its tier figures (refusals, errors, warnings, drops) cannot be judged
+    // against the record. Its bytes still are, and every other worker is
+    // judged in full; too few judged workers fail the run.
+    let losses: Vec<Vec<String>> = (0..WORKERS)
+        .map(|w| shared_dir.client_connection_losses(w))
+        .collect();
+    let judged = |w: usize| losses[w].is_empty();
+    let unjudged: Vec<String> = losses
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(w, l)| format!("worker {w} ({})", l.join("; ")))
+        .collect();
+    if unjudged.len() > WORKERS / 2 {
+        failures.push(format!(
+            "the SMB clients of {} of {WORKERS} workers lost their connection, too many to judge \
+             the rest: {}",
+            unjudged.len(),
+            unjudged.join(", ")
+        ));
+    }
+
     // Refusals against the record: none may come while DIR was there.
     let mut refused = 0usize;
     let mut wrong = Vec::new();
-    for (w, log) in logs.iter().enumerate() {
+    for (w, log) in logs.iter().enumerate().filter(|(w, _)| judged(*w)) {
         for r in refusals(log) {
             if r.tier != "shared" {
                 failures.push(format!(
@@ -656,6 +691,7 @@ fn run(mut shared_dir: SharedDir) {
     let unexplained: Vec<String> = logs
         .iter()
         .enumerate()
+        .filter(|(w, _)| judged(*w))
         .flat_map(|(w, log)| {
             tier_errors(log, "shared")
                 .filter(|e| !e.contains("(os error 2)"))
@@ -703,7 +739,7 @@ fn run(mut shared_dir: SharedDir) {
         .map(|l| warnings(l, "cache tier shared failing").count())
         .collect();
     for (w, n) in shared_warns.iter().enumerate() {
-        if *n > allowed {
+        if *n > allowed && judged(w) {
             failures.push(format!(
                 "worker {w} warned {n} times about the shared tier for {allowed} removals:\n{}",
                 warnings(&logs[w], "cache tier shared failing")
@@ -727,10 +763,13 @@ fn run(mut shared_dir: SharedDir) {
     // Copies: none dropped, by the metrics after the reads and by the
     // daemons' own count at unmount (which includes the last republish).
     let sum = |f: fn(&Figures) -> u64| figures.iter().map(f).sum::<u64>();
-    let dropped = sum(|f| f.dropped);
-    let dropped_at_unmount: u64 = logs
-        .iter()
-        .map(|l| tier_copies(l, "shared", "dropped"))
+    let dropped: u64 = (0..WORKERS)
+        .filter(|&w| judged(w))
+        .map(|w| figures[w].dropped)
+        .sum();
+    let dropped_at_unmount: u64 = (0..WORKERS)
+        .filter(|&w| judged(w))
+        .map(|w| tier_copies(&logs[w], "shared", "dropped"))
         .sum();
     let pending_at_unmount: u64 = logs
         .iter()
@@ -738,9 +777,11 @@ fn run(mut shared_dir: SharedDir) {
         .sum();
     let copies = copies_report(series, &figures, &record, &logs, keep.as_deref());
     if dropped > 0 || dropped_at_unmount > 0 {
+        let per_worker: Vec<u64> = figures.iter().map(|f| f.dropped).collect();
         failures.push(format!(
             "copies into the shared tier dropped: {dropped} after the reads, \
-             {dropped_at_unmount} at unmount: {copies}"
+             {dropped_at_unmount} at unmount (per worker, judged or not: {per_worker:?}): \
+             {copies}"
         ));
     }
 
@@ -779,7 +820,8 @@ fn run(mut shared_dir: SharedDir) {
          {} times; shared tier: {} publishes, {} failed, {} skipped while busy, {} retried, \
          {pending} pending after the reads, {pending_at_unmount} pending at unmount, {} \
          evictions, degraded at the end on {} workers; shared warnings per worker \
-         {shared_warns:?} (allowed {allowed} each)",
+         {shared_warns:?} (allowed {allowed} each); SMB client connections lost, those \
+         workers' tier figures not judged: {}",
         elapsed.as_secs_f64(),
         sum(|f| f.served),
         record.absent.len(),
@@ -796,6 +838,11 @@ fn run(mut shared_dir: SharedDir) {
         sum(|f| f.retried),
         sum(|f| f.evictions),
         figures.iter().filter(|f| f.degraded > 0).count(),
+        if unjudged.is_empty() {
+            "none".to_string()
+        } else {
+            unjudged.join(", ")
+        },
     );
     eprintln!("stress {kind} copies: {copies}");
     eprintln!(
