@@ -12,10 +12,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use inputfs_tests::mounts::{is_mounted, run_inputfs};
+use inputfs_tests::mounts::{Mount, is_mounted, run_inputfs};
 use inputfs_tests::netfs::SharedDir;
 use inputfs_tests::s3::{ACCESS_KEY, REGION, aws_env};
-use inputfs_tests::{S3Server, pattern};
+use inputfs_tests::{S3Server, pattern, sha256_hex};
 use serde_json::Value;
 
 /// Every check id for one local and one shared directory.
@@ -374,4 +374,109 @@ fn urls_resolve_as_mount_resolves_them() {
         fail[0]
     );
     assert!(!fail[0].contains("wrong-secret"), "no secret in the output");
+}
+
+/// `inputfs ARGS...` in a mount namespace of its own with `/proc` unmounted
+/// (a container that does not mount it): exit code, stdout, stderr.
+fn without_proc(args: &[String]) -> (i32, String, String) {
+    let mut script = String::from("umount -l /proc && exec \"$0\"");
+    for i in 1..=args.len() {
+        script.push_str(&format!(" \"${i}\""));
+    }
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(&script)
+        .arg(inputfs_tests::mounts::inputfs_bin())
+        .args(args)
+        .output()
+        .expect("run unshare (util-linux; CI runs as root, which unshare --mount needs)");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn without_proc_doctor_fails_and_a_job_warns_naming_proc_and_reads_right() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "unshare --mount needs root (CI runs as root): run the suite as root"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("a.bin");
+    let data = pattern(5, 3 << 20);
+    std::fs::write(&src, &data).unwrap();
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let warm = |local: &Path| {
+        vec![
+            "warm".to_string(),
+            format!("--input=a=file://{}", src.display()),
+            format!("--cache-dir={}", local.display()),
+            format!("--shared-cache={}", shared.display()),
+            "--block-size=1MiB".to_string(),
+        ]
+    };
+    // The shared cache filled with /proc there.
+    let out = run_inputfs(&warm(&tmp.path().join("first")), &[]);
+    assert!(out.status.success(), "{out:?}");
+
+    let (code, stdout, stderr) =
+        without_proc(&["doctor".into(), "--json".into(), "--no-local-cache".into()]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let checks: Vec<Value> = serde_json::from_str(&stdout).expect("doctor --json");
+    let proc = check(&checks, "system.proc", "/proc/self/fd");
+    assert_eq!(proc["status"], "fail", "{proc}");
+    assert!(
+        proc["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/proc is not mounted"),
+        "{proc}"
+    );
+
+    // A job without /proc: the shared tier fails visibly (not a silent cold
+    // cache) and every byte still comes right, from the origin.
+    let local = tmp.path().join("second");
+    let (code, stdout, stderr) = without_proc(&warm(&local));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.contains("WARN")
+            && l.contains("cache tier shared failing")
+            && l.contains("/proc is not mounted")),
+        "{stderr}"
+    );
+    assert!(stdout.contains("from the origin"), "{stdout}");
+
+    // A mount cannot start without /proc (the daemon re-executes itself): one
+    // line naming /proc, not a silent cold cache.
+    let mountpoint = tmp.path().join("m");
+    std::fs::create_dir(&mountpoint).unwrap();
+    let (code, _, stderr) = without_proc(&[
+        "mount".into(),
+        mountpoint.display().to_string(),
+        format!("--input=a=file://{}", src.display()),
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("/proc"), "{stderr}");
+    assert!(!is_mounted(&mountpoint));
+
+    // Nothing the job without /proc did left a wrong byte behind: a mount
+    // with /proc over both caches it touched reads the source's bytes.
+    let mount = Mount::start(
+        &mountpoint,
+        &[
+            format!("--input=a=file://{}", src.display()),
+            format!("--cache-dir={}", local.display()),
+            format!("--shared-cache={}", shared.display()),
+            "--block-size=1MiB".to_string(),
+        ],
+        &[],
+    )
+    .expect("mount");
+    let read = std::fs::read(mount.path("a/a.bin")).unwrap();
+    assert_eq!(sha256_hex(&read), sha256_hex(&data));
+    mount.stop();
 }

@@ -44,6 +44,9 @@ use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{FileStat, Mode, SFlag};
 
+/// Why a cache file cannot be opened when `/proc` is missing.
+pub const PROC_MISSING: &str = "/proc is not mounted: inputfs opens cache files through /proc/self/fd (mount proc in the container)";
+
 /// A name relative to a cache directory: plain components only.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Rel(PathBuf);
@@ -292,7 +295,16 @@ impl Beneath {
             other => return Ok(Found::NotRegular(other)),
         }
         let proc = format!("/proc/self/fd/{}", handle.as_raw_fd());
-        let file = nix::fcntl::open(proc.as_str(), access | OFlag::O_CLOEXEC, Mode::empty())?;
+        let file = match nix::fcntl::open(proc.as_str(), access | OFlag::O_CLOEXEC, Mode::empty()) {
+            Ok(file) => file,
+            // The handle pins the file, so `ENOENT` here means no /proc (a
+            // container or chroot without it), not a miss: say so, or every
+            // read would look like a cold cache.
+            Err(Errno::ENOENT) if nix::sys::stat::stat("/proc/self/fd").is_err() => {
+                return Err(io::Error::other(PROC_MISSING));
+            }
+            Err(e) => return Err(e.into()),
+        };
         Ok(Found::File(File::from(file), stat))
     }
 

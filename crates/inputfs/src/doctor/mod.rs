@@ -9,6 +9,7 @@
 //! allowed), 1 when a check failed (2, from clap, for bad usage).
 //!
 //! - [`fuse`]: `/dev/fuse` and `fusermount3`.
+//! - [`proc`]: `/proc/self/fd`, through which cache files are opened.
 //! - [`dir`]: a cache directory's existence and filesystem, writability, file
 //!   semantics (`O_EXCL`, rename over a file, hard links), free space and inodes.
 //! - [`perf`]: small-file latency and sequential throughput of a directory.
@@ -22,6 +23,7 @@
 mod dir;
 mod fuse;
 mod perf;
+mod proc;
 mod url;
 
 use anyhow::Result;
@@ -147,6 +149,7 @@ pub fn run(args: DoctorArgs) -> Result<bool> {
         // Network I/O meanwhile, on this thread's async runtime.
         let urls = url::checks(&args.urls, &args.origin);
         let mut all = join(fuse);
+        all.push(proc::check());
         for handle in per_dir {
             all.extend(join(handle));
         }
