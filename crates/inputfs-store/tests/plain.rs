@@ -10,6 +10,7 @@ mod common;
 
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 
 use common::pattern;
 use inputfs_core::store::Lookup;
@@ -245,4 +246,48 @@ fn a_plain_file_changed_after_it_was_made_is_caught_by_the_read() {
     assert!(!plain.exists());
     // The origin serves it again; nothing wrong was ever returned.
     assert_eq!(f.store.get(&id, BS).unwrap(), Lookup::Miss);
+}
+
+/// A plain file this process made (remembered as good, so not checked whole
+/// again) and then rewritten in place with its size and modification time
+/// put back is checked whole at the next open: the change time, which no
+/// writer can set back, tells it apart.
+#[test]
+fn a_plain_file_rewritten_with_its_old_mtime_is_checked_again_before_passthrough() {
+    let f = fixture(true);
+    assert!(f.store.make_plain(&f.key, &f.layout).unwrap());
+    let plain = f.store.plain_path(&f.key);
+    let size = f.layout.object_size;
+    let first = f
+        .store
+        .open_plain(&f.key, size)
+        .unwrap()
+        .expect("made here");
+    let mut served = Vec::new();
+    (&first).read_to_end(&mut served).unwrap();
+    assert_eq!(served, f.data);
+    let before = fs::metadata(&plain).unwrap();
+    let mtime = before.modified().unwrap();
+    // The change time has a resolution of a clock tick: wait for it to move,
+    // so the rewrite below is a different change time whatever the clock.
+    let ctime = |m: &fs::Metadata| (m.ctime(), m.ctime_nsec());
+    while ctime(&fs::metadata(&plain).unwrap()) == ctime(&before) {
+        let probe = fs::File::options().write(true).open(&plain).unwrap();
+        probe.set_modified(mtime).unwrap();
+    }
+    let file = fs::File::options().write(true).open(&plain).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &vec![0u8; size as usize], 0).unwrap();
+    file.set_modified(mtime).unwrap();
+    drop(file);
+    let after = fs::metadata(&plain).unwrap();
+    assert_eq!(
+        (after.ino(), after.len(), after.modified().unwrap()),
+        (before.ino(), before.len(), mtime),
+        "same inode, size and mtime: only the change time differs"
+    );
+    assert!(
+        f.store.open_plain(&f.key, size).unwrap().is_none(),
+        "a rewritten plain file handed out for passthrough"
+    );
+    assert!(!plain.exists(), "the rewritten plain file is removed");
 }
