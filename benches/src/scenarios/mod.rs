@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `cold` | cold sequential read of the big object | `direct` |
 //! | `warm-shared` | read with an empty local tier and the shared tier filled by `cold` | the shared tier's block files read straight from the directory |
-//! | `warm-local` | remount on the filled local tier, no shared tier; inputfs also with `--passthrough off` | a local file |
+//! | `warm-local` | remount on the filled local tier, no shared tier (the first read includes checking the plain file against its sidecar); inputfs also read again in the same mount (checked already) and with `--passthrough off` | a local file |
 //! | `page-cache` | second read through one mount | a local file's second read |
 //! | `random` | 4 KiB and 64 KiB random `pread`s on a warm remount (IOPS) | a local file |
 //! | `small-files` | cold read of every small file, listing included (files/s) | `direct` GETs, same parallelism |
