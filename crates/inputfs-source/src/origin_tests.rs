@@ -78,6 +78,10 @@ enum Reply {
     Hold,
     /// Answer with BODY (206 for a GET of it all, headers only for a HEAD).
     Answer,
+    /// Send the headers and half of BODY, then nothing more (connection held).
+    Stall,
+    /// Send the headers and half of BODY, then close the connection.
+    Cut,
 }
 
 /// A server on loopback that reads one request per connection and replies as
@@ -102,7 +106,8 @@ async fn server(script: &'static [Reply]) -> (std::net::SocketAddr, Arc<AtomicUs
                         Ok(n) => head.extend_from_slice(&buf[..n]),
                     }
                 }
-                if let Reply::Answer = reply {
+                if let Reply::Hold = reply {
+                } else {
                     let is_head = head.starts_with(b"HEAD");
                     let len = BODY.len();
                     let status = if is_head {
@@ -117,10 +122,16 @@ async fn server(script: &'static [Reply]) -> (std::net::SocketAddr, Arc<AtomicUs
                         "HTTP/1.1 {status}\r\nContent-Length: {len}\r\nETag: \"e\"\r\nLast-Modified: Mon, 01 Dec 2025 00:00:00 GMT\r\nConnection: close\r\n\r\n"
                     )
                     .into_bytes();
-                    if !is_head {
-                        out.extend_from_slice(BODY);
-                    }
+                    let body = match reply {
+                        _ if is_head => &BODY[..0],
+                        Reply::Stall | Reply::Cut => &BODY[..BODY.len() / 2],
+                        _ => BODY,
+                    };
+                    out.extend_from_slice(body);
                     let _ = conn.write_all(&out).await;
+                    if let Reply::Cut = reply {
+                        return;
+                    }
                 }
                 // Hold the connection until the client drops it.
                 let _ = conn.read(&mut buf).await;
@@ -225,4 +236,51 @@ async fn pinned_size_of_an_origin_that_never_answers_gives_up_after_two_timeouts
         .unwrap_err();
     assert!(err.is_timeout(), "{err}");
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_midway_is_asked_again_and_the_second_answer_is_whole() {
+    let (addr, accepted) = server(&[Reply::Stall, Reply::Answer]).await;
+    let origin = http_origin();
+    let got = origin
+        .get_range(&http_object(addr, "\"e\""), 0..10)
+        .await
+        .unwrap();
+    assert_eq!(&got[..], BODY, "never the stalled half");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_body_that_always_stalls_fails_the_read_naming_the_stall_timeout() {
+    let (addr, accepted) = server(&[Reply::Stall]).await;
+    let origin = http_origin();
+    let started = Instant::now();
+    let err = origin
+        .get_range(&http_object(addr, "\"e\""), 0..10)
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    let text = err.to_string();
+    assert!(text.contains("stall timeout"), "{text}");
+    // Asked twice, as for a first-byte timeout: each stalls for SHORT.
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    assert!(elapsed >= SHORT * 2 && elapsed < SHORT * 6, "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_connection_cut_midway_is_a_retryable_error_never_the_short_body() {
+    let (addr, accepted) = server(&[Reply::Cut, Reply::Answer]).await;
+    let origin = http_origin();
+    let got = origin.get_range(&http_object(addr, "\"e\""), 0..10).await;
+    // object_store does not ask again for a body cut short; the error says
+    // the engine may (it retries retryable errors with backoff), and the
+    // next request gets the whole body.
+    let err = got.expect_err("a short body is never bytes");
+    assert!(err.is_retryable(), "a cut connection is final: {err}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    let again = origin
+        .get_range(&http_object(addr, "\"e\""), 0..10)
+        .await
+        .unwrap();
+    assert_eq!(&again[..], BODY);
 }
