@@ -165,9 +165,14 @@ fn http_object(addr: std::net::SocketAddr, etag: &str) -> ObjectId {
     }
 }
 
-#[tokio::test]
-async fn an_origin_that_never_answers_fails_a_read_after_two_timeouts_not_retryable() {
-    let (addr, accepted) = server(&[Reply::Hold]).await;
+/// A read of all of BODY from a server that answers every request with
+/// `reply`, which must time out: the origin asks twice, waiting SHORT each
+/// time, then gives up. Returns the server's address and count, the origin
+/// and the error's text.
+async fn times_out_twice(
+    reply: &'static [Reply],
+) -> (std::net::SocketAddr, Arc<AtomicUsize>, Origin, String) {
+    let (addr, accepted) = server(reply).await;
     let origin = http_origin();
     let started = Instant::now();
     let err = origin
@@ -176,13 +181,18 @@ async fn an_origin_that_never_answers_fails_a_read_after_two_timeouts_not_retrya
         .unwrap_err();
     let elapsed = started.elapsed();
     assert!(!err.is_retryable(), "the engine would retry it: {err}");
-    let text = err.to_string();
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "one request, one more");
+    assert!(elapsed >= SHORT * 2 && elapsed < SHORT * 6, "{elapsed:?}");
+    (addr, accepted, origin, err.to_string())
+}
+
+#[tokio::test]
+async fn an_origin_that_never_answers_fails_a_read_after_two_timeouts_not_retryable() {
+    let (addr, accepted, origin, text) = times_out_twice(&[Reply::Hold]).await;
     assert!(
         text.contains("first-byte timeout") && text.contains("timed out twice"),
         "{text}"
     );
-    assert_eq!(accepted.load(Ordering::SeqCst), 2, "one request, one more");
-    assert!(elapsed >= SHORT * 2 && elapsed < SHORT * 6, "{elapsed:?}");
     // The kernel's re-read of the same range right after: the same error at
     // once, the origin not asked again.
     let started = Instant::now();
@@ -252,19 +262,12 @@ async fn a_body_that_stalls_midway_is_asked_again_and_the_second_answer_is_whole
 
 #[tokio::test]
 async fn a_body_that_always_stalls_fails_the_read_naming_the_stall_timeout() {
-    let (addr, accepted) = server(&[Reply::Stall]).await;
-    let origin = http_origin();
-    let started = Instant::now();
-    let err = origin
-        .get_range(&http_object(addr, "\"e\""), 0..10)
-        .await
-        .unwrap_err();
-    let elapsed = started.elapsed();
-    let text = err.to_string();
-    assert!(text.contains("stall timeout"), "{text}");
     // Asked twice, as for a first-byte timeout: each stalls for SHORT.
-    assert_eq!(accepted.load(Ordering::SeqCst), 2);
-    assert!(elapsed >= SHORT * 2 && elapsed < SHORT * 6, "{elapsed:?}");
+    let (_, _, _, text) = times_out_twice(&[Reply::Stall]).await;
+    assert!(
+        text.contains("stall timeout") && text.contains("timed out twice"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
