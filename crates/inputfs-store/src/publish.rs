@@ -11,11 +11,29 @@
 //! which replaces an existing block with identical content. No `fsync`: a block
 //! torn by a crash fails its checksum and is fetched again. Whatever happens,
 //! the temp file is removed (a guard does it on every early return).
+//!
+//! A rename over a block is not always atomic: libsmbclient (under smbnetfs)
+//! renames without replacing, and on `EEXIST` unlinks the target and renames
+//! again (`SMBC_rename_ctx`), so for a moment the block is not there and a
+//! reader misses it (or the second rename fails and a temp file is left to
+//! the sweep). So a publish by rename looks first and renames only onto a
+//! name it saw free, and publishes of one block in one process take turns
+//! from that look to the rename ([`PUBLISHING`]): two threads of a worker
+//! never rename over each other's block. The look comes before the temp file
+//! is written, so a block already there costs no write; that matters on SMB
+//! beyond the bytes, since smbnetfs answers `EBUSY` to removing a file just
+//! closed (FUSE sends the release after `close` returns, and the SMB handle
+//! stays open until then). Across workers a claim makes one of them fetch
+//! and publish; two at once (a claim timed out or taken over) can still cost
+//! a reader one miss there, which the origin serves, and leave a temp file
+//! that the sweep removes once it is old.
 
 use std::fs::File;
+use std::hash::{Hash, Hasher};
 use std::io::{self, Write};
 use std::os::fd::IntoRawFd;
 use std::sync::atomic::Ordering;
+use std::sync::{Mutex, MutexGuard};
 
 use inputfs_core::BlockId;
 use inputfs_core::store::Placed;
@@ -25,6 +43,18 @@ use crate::dir::DirStore;
 use crate::error::{StoreError, errno};
 use crate::format;
 use crate::fsutil::{self, FILE_MODE, ensure_dir};
+
+/// Turns of the look-then-rename of a publish by rename, by block name (a
+/// hash of it: two blocks may share a turn, which only makes one wait).
+static PUBLISHING: [Mutex<()>; 64] = [const { Mutex::new(()) }; 64];
+
+/// The turn of publishes by rename to `rel`.
+fn turn_of(rel: &Rel) -> MutexGuard<'static, ()> {
+    let mut hasher = std::hash::DefaultHasher::new();
+    rel.hash(&mut hasher);
+    let slot = (hasher.finish() % PUBLISHING.len() as u64) as usize;
+    PUBLISHING[slot].lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// A temp file that is removed when dropped, unless it was renamed into place.
 struct TempFile<'a> {
@@ -62,6 +92,19 @@ impl DirStore {
         // eviction (and is not counted), while one in a directory made again
         // after an eviction (here, or below) counts as newer.
         let mut since = crate::usage::now_ms();
+        // Publishing by rename: in this block's turn, and not at all if it
+        // is there already (no temp file written in vain: on SMB one just
+        // closed cannot even be removed yet, see the module docs).
+        let mut turn = None;
+        if self.no_links.load(Ordering::Relaxed) {
+            turn = Some(turn_of(&final_rel));
+            if at
+                .stat(&final_rel)
+                .is_ok_and(|s| Kind::of(&s) == Kind::File)
+            {
+                return Ok(Placed::AlreadyThere);
+            }
+        }
         let header = format::encode_header(&id.key, id.index, data);
         let tmp = self.write_temp(at, &header, data)?;
         let parts = Parts {
@@ -70,7 +113,7 @@ impl DirStore {
             header: &header,
             data,
         };
-        let placed = self.place(at, tmp, &parts, &mut since)?;
+        let placed = self.place(at, tmp, &parts, &mut since, &mut turn)?;
         if placed == Placed::New {
             self.record_placed(id, (header.len() + data.len()) as u64, since);
         }
@@ -143,6 +186,7 @@ impl DirStore {
         mut tmp: TempFile<'a>,
         parts: &Parts,
         since: &mut u64,
+        turn: &mut Option<MutexGuard<'static, ()>>,
     ) -> Result<Placed, StoreError> {
         let final_rel = parts.final_rel;
         let shown = || at.display(final_rel);
@@ -178,7 +222,12 @@ impl DirStore {
             }
             // `rename` replaces a block already there without a word: look
             // first (one `stat`, only where links are unsupported) so a worker
-            // learns it fetched a block another worker had published.
+            // learns it fetched a block another worker had published, and
+            // never renames over it (see the module docs); in its turn, so no
+            // other thread of this process renames between the look and ours.
+            if turn.is_none() {
+                *turn = Some(turn_of(final_rel));
+            }
             if at.stat(final_rel).is_ok_and(|s| Kind::of(&s) == Kind::File) {
                 return Ok(Placed::AlreadyThere);
             }
