@@ -106,8 +106,7 @@ async fn server(script: &'static [Reply]) -> (std::net::SocketAddr, Arc<AtomicUs
                         Ok(n) => head.extend_from_slice(&buf[..n]),
                     }
                 }
-                if let Reply::Hold = reply {
-                } else {
+                if !matches!(reply, Reply::Hold) {
                     let is_head = head.starts_with(b"HEAD");
                     let len = BODY.len();
                     let status = if is_head {
