@@ -151,8 +151,19 @@ fn run_fleet(mut shared: SharedDir) {
     // seen by a publish: it is counted as dropped instead.
     assert!(
         duplicates <= found + dropped,
-        "{}: {duplicates} duplicate fetches, {found} counted by the workers ({dropped} dropped)",
-        shared.kind()
+        "{}: {duplicates} duplicate fetches ({:?}), {found} counted by the workers ({dropped} \
+         dropped); what the workers said:\n{}",
+        shared.kind(),
+        by_range.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>(),
+        logs.iter()
+            .enumerate()
+            .flat_map(|(w, log)| {
+                log.lines()
+                    .filter(|l| l.contains("WARN") || l.contains("copies:"))
+                    .map(move |l| format!("worker {w}: {l}"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
