@@ -13,43 +13,53 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use inputfs_core::BlockId;
 use inputfs_core::store::Claim;
 
 use crate::beneath::Beneath;
-use crate::dir::DirStore;
+use crate::cache_dir::CacheDir;
 use crate::error::StoreError;
 use crate::exclusive::{self, State, Taken};
-use crate::fsutil::ensure_dir;
+use crate::fsutil::{ensure_dir, is_link_on_the_way};
 
 const MAGIC: &str = "inputfs-claim 1";
 
-/// Claims this worker holds, by block.
-pub(crate) type Held = std::sync::Mutex<HashMap<BlockId, exclusive::Holding>>;
+/// The claims side of one store: whether it claims at all, and the claims
+/// this worker holds there, by block.
+#[derive(Debug, Default)]
+pub(crate) struct Claims {
+    enabled: bool,
+    held: Mutex<HashMap<BlockId, exclusive::Holding>>,
+}
 
-impl DirStore {
-    /// Where the claim of block `id` lives (for messages and tests).
-    pub fn claim_path(&self, id: &BlockId) -> PathBuf {
-        self.shown(&self.layout.claim(id))
+impl Claims {
+    /// Claims that coordinate origin fetches (the shared tier's).
+    pub(crate) fn enabled() -> Claims {
+        Claims {
+            enabled: true,
+            ..Claims::default()
+        }
     }
 
-    pub(crate) fn try_claim(
+    /// Claim block `id` in `cd` for `ttl`.
+    pub(crate) fn take(
         &self,
+        cd: &CacheDir,
         at: &Beneath,
         id: &BlockId,
         ttl: Duration,
     ) -> Result<Claim, StoreError> {
-        if !self.claims_enabled() {
+        if !self.enabled {
             return Ok(Claim::Unsupported);
         }
-        let rel = self.layout.claim(id);
+        let rel = cd.layout.claim(id);
         let taken = match exclusive::take(at, &rel, MAGIC, ttl) {
             // claims/ was removed (or replaced): make it again, once.
-            Err(e) if e.kind() == io::ErrorKind::NotFound || crate::dir::is_link_on_the_way(&e) => {
-                ensure_dir(at, &self.layout.claims)?;
+            Err(e) if e.kind() == io::ErrorKind::NotFound || is_link_on_the_way(&e) => {
+                ensure_dir(at, &cd.layout.claims)?;
                 exclusive::take(at, &rel, MAGIC, ttl)
             }
             other => other,
@@ -58,7 +68,7 @@ impl DirStore {
         match taken {
             Taken::Held => Ok(Claim::Held),
             Taken::Ours(holding) => {
-                self.held()
+                self.held
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(*id, holding);
@@ -67,30 +77,31 @@ impl DirStore {
         }
     }
 
-    pub(crate) fn release_claim(&self, id: &BlockId) {
+    /// Give up the claim of block `id` in `cd`, if this worker holds it.
+    pub(crate) fn release(&self, cd: &CacheDir, id: &BlockId) {
         let holding = self
-            .held()
+            .held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
-        if let (Some(holding), Ok(at)) = (holding, self.at()) {
-            exclusive::release(&at, &self.layout.claim(id), &holding);
+        if let (Some(holding), Ok(at)) = (holding, cd.at()) {
+            exclusive::release(&at, &cd.layout.claim(id), &holding);
         }
     }
+}
 
-    /// Remove every expired claim (as left by killed workers), or with
-    /// `dry_run` count them. Returns how many.
-    pub(crate) fn sweep_claims(&self, at: &Beneath, ttl: Duration, dry_run: bool) -> usize {
-        let Ok(entries) = at.entries(Some(&self.layout.claims)) else {
-            return 0;
-        };
-        entries
-            .into_iter()
-            .filter_map(|(name, _)| self.layout.claims.join(name).ok())
-            .filter(|rel| {
-                exclusive::state(at, rel, MAGIC, ttl) == State::Expired
-                    && (dry_run || at.remove_tree(rel).1.is_ok())
-            })
-            .count()
-    }
+/// Remove every expired claim in `cd` (as left by killed workers), or with
+/// `dry_run` count them. Returns how many.
+pub(crate) fn sweep(cd: &CacheDir, at: &Beneath, ttl: Duration, dry_run: bool) -> usize {
+    let Ok(entries) = at.entries(Some(&cd.layout.claims)) else {
+        return 0;
+    };
+    entries
+        .into_iter()
+        .filter_map(|(name, _)| cd.layout.claims.join(name).ok())
+        .filter(|rel| {
+            exclusive::state(at, rel, MAGIC, ttl) == State::Expired
+                && (dry_run || at.remove_tree(rel).1.is_ok())
+        })
+        .count()
 }

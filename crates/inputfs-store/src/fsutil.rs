@@ -53,7 +53,7 @@ pub fn ensure_dir(at: &Beneath, rel: &Rel) -> Result<(), StoreError> {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => lost = e,
                 Err(e) => return Err(failed(e)),
             },
-            Err(e) if e.kind() == io::ErrorKind::NotFound || crate::dir::is_link_on_the_way(&e) => {
+            Err(e) if e.kind() == io::ErrorKind::NotFound || is_link_on_the_way(&e) => {
                 // Ancestors are made below the root only: the root is made by
                 // the store's set-up alone, which first checks that `DIR` is the
                 // filesystem it was (a vanished mount leaves an empty directory).
@@ -201,4 +201,10 @@ pub fn already_exists(at: &Beneath, e: &io::Error, rel: &Rel) -> bool {
 /// gone again by the time we look): worth one more try before it counts.
 pub fn maybe_raced(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::EPERM)
+}
+
+/// Whether opening a name failed on the way to it: a link (`ELOOP`) or a
+/// non-directory (`ENOTDIR`) where one of its directories belongs.
+pub fn is_link_on_the_way(e: &io::Error) -> bool {
+    matches!(crate::error::errno(e), libc::ELOOP | libc::ENOTDIR)
 }

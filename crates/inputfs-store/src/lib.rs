@@ -20,21 +20,28 @@
 //! - [`beneath`]: the confined file operations.
 //! - `layout`: every name in the directory, relative to it (no I/O).
 //! - [`format`](mod@format): the block file format as pure functions (no I/O).
-//! - [`DirStore`] (in `dir`): paths, `open`, and the read side of the store.
+//! - `cache_dir`: the one owner of a cache directory's path, names and set-up
+//!   state; every part below is handed it per call.
+//! - [`DirStore`] (in `dir`): composes the parts below and implements
+//!   `BlockStore`; none of the parts imports it.
+//! - `block_file`: reading and checking a block file, the read side.
 //! - `publish`: temp file + link/rename, the write side.
-//! - `claim`: `O_EXCL` claim files that de-duplicate origin fetches across workers.
+//! - `claim`: expiring claims that de-duplicate origin fetches across workers.
 //! - `plain`: objects held whole as plain files, for kernel passthrough.
+//! - [`usage`]: journals, the usage index and eviction.
 //! - `sweep`: removing what killed workers left behind (temp files, stale claims).
 //! - `workers`: the notes running workers leave for `inputfs status`.
 //! - `health`: the state machine that refuses calls while the directory is
-//!   unusable and sets the store up again the moment it works; `setup` is its
-//!   glue to the directory ([`DirStore::open_lenient`]).
+//!   unusable and sets the store up again the moment it works; `cache_dir`
+//!   is its glue to the directory ([`DirStore::open_lenient`]).
 //! - [`StoreError`]: the crate's one error type.
 //!
 //! The layout is a format other workers and future versions read; it is
 //! documented in `docs/FORMAT.md` at the workspace root.
 
 pub mod beneath;
+mod block_file;
+mod cache_dir;
 mod claim;
 mod dir;
 mod error;
@@ -48,18 +55,17 @@ mod holder;
 mod layout;
 mod plain;
 mod publish;
-mod setup;
 mod sums;
 mod sweep;
 mod sync;
 pub mod usage;
 mod workers;
 
+pub use cache_dir::monotonic_ns;
 pub use dir::{DirStore, ROOT_NAME};
 pub use error::StoreError;
 pub use exclusive::Holder;
 pub use health::SETUP_PATIENCE;
 pub use plain::PLAIN_NAME;
-pub use setup::monotonic_ns;
 pub use sweep::{Strays, Swept};
 pub use usage::{Eviction, Limits, UsageCounters};

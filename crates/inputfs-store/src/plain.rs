@@ -10,7 +10,7 @@
 //! object costs its size once.
 //!
 //! From then on the store serves that object's blocks from the plain file (a
-//! ranged read), and [`DirStore`]'s `open_plain` gives the daemon the file to
+//! ranged read), and the store's `open_plain` gives the daemon the file to
 //! pass through. The plain file lives in the object's directory, so eviction
 //! (which moves whole directories) and the usage index treat it as the
 //! object's bytes.
@@ -41,7 +41,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use nix::sys::stat::FileStat;
@@ -51,19 +50,24 @@ use inputfs_core::store::Lookup;
 use inputfs_core::{BlockId, BlockLayout, CacheKey};
 
 use crate::beneath::{Beneath, Found, Kind, Rel};
-use crate::dir::{DirStore, is_link_on_the_way};
+use crate::block_file;
+use crate::cache_dir::CacheDir;
 use crate::error::StoreError;
-use crate::fsutil::{self, FILE_MODE, ensure_dir};
+use crate::fsutil::{self, FILE_MODE, ensure_dir, is_link_on_the_way};
 pub use crate::layout::PLAIN_NAME;
 use crate::sums::{self, Sums};
+use crate::usage::Usage;
 
 /// Entries of [`Known`] past which it is forgotten and rebuilt.
 const KNOWN_MAX: usize = 4096;
 
-/// What this process knows of plain files: their sidecars, and which files
-/// (by identity) it checked whole or made itself.
+/// The plain-file side of one store: the block size objects are held plain
+/// with (none: this store holds no plain files), and what this process knows
+/// of plain files: their sidecars, and which files (by identity) it checked
+/// whole or made itself.
 #[derive(Debug, Default)]
-pub(crate) struct Known {
+pub(crate) struct PlainFiles {
+    block_size: Option<u64>,
     sums: Mutex<HashMap<CacheKey, Arc<Sums>>>,
     checked: Mutex<HashMap<CacheKey, Identity>>,
 }
@@ -108,25 +112,33 @@ fn remember<V>(map: &Mutex<HashMap<CacheKey, V>>, key: CacheKey, value: V) {
     map.insert(key, value);
 }
 
-impl DirStore {
-    /// Where the plain file of `key` lives (for messages and tests).
-    pub fn plain_path(&self, key: &CacheKey) -> PathBuf {
-        self.shown(&self.layout.plain(key))
+impl PlainFiles {
+    /// Plain files of objects read in blocks of `block_size`.
+    pub(crate) fn with_block_size(block_size: u64) -> PlainFiles {
+        PlainFiles {
+            block_size: Some(block_size),
+            ..PlainFiles::default()
+        }
+    }
+
+    /// The block size objects are held plain with, if this store holds any.
+    pub(crate) fn block_size(&self) -> Option<u64> {
+        self.block_size
     }
 
     /// The object's plain file, opened, and its `fstat`, if it is a regular
     /// file; anything else there is removed (never followed) and counts as
     /// absent.
     fn plain_file(
-        &self,
+        cd: &CacheDir,
         at: &Beneath,
         key: &CacheKey,
     ) -> Result<Option<(File, FileStat)>, StoreError> {
-        let rel = self.layout.plain(key);
+        let rel = cd.layout.plain(key);
         match at.open_file(&rel) {
             Ok(Found::File(file, stat)) => Ok(Some((file, stat))),
             Ok(Found::NotRegular(kind)) => {
-                self.remove_intruder(at, &rel, kind);
+                cd.remove_intruder(at, &rel, kind);
                 Ok(None)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound || is_link_on_the_way(&e) => Ok(None),
@@ -136,33 +148,37 @@ impl DirStore {
 
     /// The sidecar of the plain file of `key`, for an object of `layout`, if
     /// it is sound (remembered once read).
-    fn plain_sums(&self, at: &Beneath, key: &CacheKey, layout: &BlockLayout) -> Option<Arc<Sums>> {
-        let known = recall(&self.plain.sums, key);
+    fn plain_sums(
+        &self,
+        cd: &CacheDir,
+        at: &Beneath,
+        key: &CacheKey,
+        layout: &BlockLayout,
+    ) -> Option<Arc<Sums>> {
+        let known = recall(&self.sums, key);
         if known.is_some() {
             return known;
         }
         let bytes = at
-            .read_small(&self.layout.sums(key), sums::len_for(layout))
+            .read_small(&cd.layout.sums(key), sums::len_for(layout))
             .ok()??;
         let sums = Arc::new(Sums::decode(&bytes, key, layout)?);
-        remember(&self.plain.sums, *key, sums.clone());
+        remember(&self.sums, *key, sums.clone());
         Some(sums)
     }
 
     /// Remove the plain file of `key` and its sidecar, and forget them: it
     /// failed a check (or has none), so the origin serves the object again.
-    fn drop_plain(&self, at: &Beneath, key: &CacheKey, why: &str) {
-        tracing::warn!(tier = self.name_str(), path = %at.display(&self.layout.plain(key)).display(),
+    fn drop_plain(&self, cd: &CacheDir, at: &Beneath, key: &CacheKey, why: &str) {
+        tracing::warn!(tier = cd.name(), path = %at.display(&cd.layout.plain(key)).display(),
             "plain object file {why}: removed");
-        let _ = at.unlink(&self.layout.plain(key));
-        let _ = at.unlink(&self.layout.sums(key));
-        self.plain
-            .sums
+        let _ = at.unlink(&cd.layout.plain(key));
+        let _ = at.unlink(&cd.layout.sums(key));
+        self.sums
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
-        self.plain
-            .checked
+        self.checked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
@@ -170,31 +186,34 @@ impl DirStore {
 
     /// The object's plain file, opened for reading, if this store has one of
     /// exactly `size` bytes. Counts as a read of the object for eviction order.
-    pub(crate) fn open_plain_at(
+    pub(crate) fn open(
         &self,
+        cd: &CacheDir,
+        usage: &Usage,
         at: &Beneath,
         key: &CacheKey,
         size: u64,
     ) -> Result<Option<File>, StoreError> {
-        if self.plain_block_size().is_none() {
+        if self.block_size.is_none() {
             return Ok(None);
         }
-        let Some((file, stat)) = self.plain_file(at, key)? else {
+        let Some((file, stat)) = Self::plain_file(cd, at, key)? else {
             return Ok(None);
         };
         let len = u64::try_from(stat.st_size).unwrap_or(0);
         if len != size {
             self.drop_plain(
+                cd,
                 at,
                 key,
                 &format!("has {len} bytes, not the object's {size}"),
             );
             return Ok(None);
         }
-        if !self.checked_whole(at, key, &file, &stat)? {
+        if !self.checked_whole(cd, at, key, &file, &stat)? {
             return Ok(None);
         }
-        self.record_access(&BlockId {
+        usage.record_access(&BlockId {
             key: *key,
             index: 0,
         });
@@ -206,56 +225,59 @@ impl DirStore {
     /// checked whole now against its sidecar. One that fails is removed.
     fn checked_whole(
         &self,
+        cd: &CacheDir,
         at: &Beneath,
         key: &CacheKey,
         file: &File,
         stat: &FileStat,
     ) -> Result<bool, StoreError> {
         let identity = Identity::of(stat);
-        let known = recall(&self.plain.checked, key);
+        let known = recall(&self.checked, key);
         if known == Some(identity) {
             return Ok(true);
         }
-        let Some(block_size) = self.plain_block_size() else {
+        let Some(block_size) = self.block_size else {
             return Ok(false);
         };
         let layout = BlockLayout::new(block_size, u64::try_from(stat.st_size).unwrap_or(0));
-        let Some(sums) = self.plain_sums(at, key, &layout) else {
-            self.drop_plain(at, key, "has no sound sidecar of checksums");
+        let Some(sums) = self.plain_sums(cd, at, key, &layout) else {
+            self.drop_plain(cd, at, key, "has no sound sidecar of checksums");
             return Ok(false);
         };
-        let shown = || at.display(&self.layout.plain(key));
+        let shown = || at.display(&cd.layout.plain(key));
         let mut buf = vec![0u8; usize::try_from(block_size).unwrap_or(0)];
         for index in 0..layout.block_count() {
             let len = usize::try_from(layout.block_len(index)).unwrap_or(0);
             file.read_exact_at(&mut buf[..len], index * block_size)
                 .map_err(|e| StoreError::io("read", &shown(), e))?;
             if !sums.check(index, &buf[..len]) {
-                self.drop_plain(at, key, &format!("fails its checksum at block {index}"));
+                self.drop_plain(cd, at, key, &format!("fails its checksum at block {index}"));
                 return Ok(false);
             }
         }
-        remember(&self.plain.checked, *key, identity);
+        remember(&self.checked, *key, identity);
         Ok(true)
     }
 
     /// Serve block `id` (of `expected_len` bytes) from the object's plain
     /// file, if there is one. Blocks sit at `index * block size`: one mount
     /// uses one block size, and it is part of the cache key.
-    pub(crate) fn read_plain_block(
+    pub(crate) fn read_block(
         &self,
+        cd: &CacheDir,
+        usage: &Usage,
         at: &Beneath,
         id: &BlockId,
         expected_len: u64,
     ) -> Result<Lookup, StoreError> {
-        let Some(block_size) = self.plain_block_size() else {
+        let Some(block_size) = self.block_size else {
             return Ok(Lookup::Miss);
         };
-        let Some((file, stat)) = self.plain_file(at, &id.key)? else {
+        let Some((file, stat)) = Self::plain_file(cd, at, &id.key)? else {
             return Ok(Lookup::Miss);
         };
         let size = u64::try_from(stat.st_size).unwrap_or(0);
-        let shown = || at.display(&self.layout.plain(&id.key));
+        let shown = || at.display(&cd.layout.plain(&id.key));
         let start = id.index.saturating_mul(block_size);
         let in_bounds = start
             .checked_add(expected_len)
@@ -264,8 +286,8 @@ impl DirStore {
             return Ok(Lookup::Miss);
         }
         let layout = BlockLayout::new(block_size, size);
-        let Some(sums) = self.plain_sums(at, &id.key, &layout) else {
-            self.drop_plain(at, &id.key, "has no sound sidecar of checksums");
+        let Some(sums) = self.plain_sums(cd, at, &id.key, &layout) else {
+            self.drop_plain(cd, at, &id.key, "has no sound sidecar of checksums");
             return Ok(Lookup::Miss);
         };
         let len = usize::try_from(expected_len)
@@ -275,29 +297,31 @@ impl DirStore {
             .map_err(|e| StoreError::io("read", &shown(), e))?;
         if !sums.check(id.index, &buf) {
             let why = format!("fails its checksum at block {}", id.index);
-            self.drop_plain(at, &id.key, &why);
+            self.drop_plain(cd, at, &id.key, &why);
             return Ok(Lookup::Corrupt(format!("{}: {why}", shown().display())));
         }
-        self.record_access(id);
+        usage.record_access(id);
         Ok(Lookup::Hit(Bytes::from(buf)))
     }
 
     /// Make the object plain if every one of its blocks is here (see the module
     /// docs). Returns whether the object is plain now. Blocks that are missing
     /// or fail their check leave it as it was (and the corrupt ones moved aside).
-    pub(crate) fn make_plain_at(
+    pub(crate) fn make(
         &self,
+        cd: &CacheDir,
+        usage: &Usage,
         at: &Beneath,
         key: &CacheKey,
         layout: &BlockLayout,
     ) -> Result<bool, StoreError> {
-        if self.plain_block_size() != Some(layout.block_size) {
+        if self.block_size != Some(layout.block_size) {
             return Ok(false);
         }
-        if self.open_plain_at(at, key, layout.object_size)?.is_some() {
+        if self.open(cd, usage, at, key, layout.object_size)?.is_some() {
             return Ok(true);
         }
-        let dir = self.layout.object(key);
+        let dir = cd.layout.object(key);
         let present = match at.entries(Some(&dir)) {
             Ok(entries) => entries
                 .iter()
@@ -311,17 +335,16 @@ impl DirStore {
         if present < layout.block_count() {
             return Ok(false);
         }
-        ensure_dir(at, &self.layout.tmp)?;
-        let tmp = self
+        ensure_dir(at, &cd.layout.tmp)?;
+        let tmp = cd
             .layout
-            .made(&self.layout.tmp, &format!("{}.tmp", fsutil::unique_stem()));
-        let plain = self.layout.plain(key);
-        let written = self.write_plain(at, &tmp, key, layout);
+            .made(&cd.layout.tmp, &format!("{}.tmp", fsutil::unique_stem()));
+        let plain = cd.layout.plain(key);
+        let written = Self::write_plain(cd, usage, at, &tmp, key, layout);
         // The sidecar goes into place first: a plain file is never without
         // one (a sidecar without its plain file is harmless).
         let placed = match written {
-            Ok(Some((sums, made))) => self
-                .place_sums(at, key, layout, &sums)
+            Ok(Some((sums, made))) => Self::place_sums(cd, at, key, layout, &sums)
                 .and_then(|()| {
                     at.rename(&tmp, &plain)
                         .map_err(|e| StoreError::io("rename temp file to", &at.display(&plain), e))
@@ -340,32 +363,32 @@ impl DirStore {
         // if the name still holds the very file written (the rename may have
         // moved its change time, so it is looked at again; a file put there
         // since by someone else is checked whole when opened).
-        remember(&self.plain.sums, *key, Arc::new(sums));
+        remember(&self.sums, *key, Arc::new(sums));
         if let Ok(Found::File(_, stat)) = at.open_file(&plain)
             && (stat.st_dev, stat.st_ino) == (made.st_dev, made.st_ino)
         {
-            remember(&self.plain.checked, *key, Identity::of(&stat));
+            remember(&self.checked, *key, Identity::of(&stat));
         }
         for index in 0..layout.block_count() {
-            let _ = at.unlink(&self.layout.block(&BlockId { key: *key, index }));
+            let _ = at.unlink(&cd.layout.block(&BlockId { key: *key, index }));
         }
-        tracing::debug!(tier = self.name_str(), path = %at.display(&plain).display(),
+        tracing::debug!(tier = cd.name(), path = %at.display(&plain).display(),
             "object made plain");
         Ok(true)
     }
 
     /// Write the sidecar of `sums` into place (temp file, rename).
     fn place_sums(
-        &self,
+        cd: &CacheDir,
         at: &Beneath,
         key: &CacheKey,
         layout: &BlockLayout,
         sums: &Sums,
     ) -> Result<(), StoreError> {
-        let tmp = self
+        let tmp = cd
             .layout
-            .made(&self.layout.tmp, &format!("{}.sums", fsutil::unique_stem()));
-        let rel = self.layout.sums(key);
+            .made(&cd.layout.tmp, &format!("{}.sums", fsutil::unique_stem()));
+        let rel = cd.layout.sums(key);
         let written = at
             .create_new(&tmp, FILE_MODE)
             .and_then(|mut f| f.write_all(&sums.encode(key, layout)))
@@ -381,7 +404,8 @@ impl DirStore {
     /// and return their checksums and the file's `fstat`. `None` if a block is
     /// missing or corrupt.
     fn write_plain(
-        &self,
+        cd: &CacheDir,
+        usage: &Usage,
         at: &Beneath,
         tmp: &Rel,
         key: &CacheKey,
@@ -395,7 +419,7 @@ impl DirStore {
         let mut sums = Sums::new();
         for index in 0..layout.block_count() {
             let id = BlockId { key: *key, index };
-            match self.read_block_file(at, &id, layout.block_len(index))? {
+            match block_file::read(cd, usage, at, &id, layout.block_len(index))? {
                 Lookup::Hit(data) => {
                     sums.push(&data);
                     out.write_all(&data)

@@ -32,17 +32,18 @@ use std::fs::File;
 use std::hash::{Hash, Hasher};
 use std::io::{self, Write};
 use std::os::fd::IntoRawFd;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use inputfs_core::BlockId;
 use inputfs_core::store::Placed;
 
 use crate::beneath::{Beneath, Kind, Rel};
-use crate::dir::DirStore;
+use crate::cache_dir::CacheDir;
 use crate::error::{StoreError, errno};
 use crate::format;
-use crate::fsutil::{self, FILE_MODE, ensure_dir};
+use crate::fsutil::{self, FILE_MODE, ensure_dir, is_link_on_the_way};
+use crate::usage::Usage;
 
 /// Turns of the look-then-rename of a publish by rename, by block name (a
 /// hash of it: two blocks may share a turn, which only makes one wait).
@@ -75,16 +76,30 @@ impl Drop for TempFile<'_> {
     }
 }
 
-impl DirStore {
-    /// Write `data` as block `id` (see the module docs for how).
+/// The write side of one store. Set once a hard link failed in a way that
+/// means "not supported here", so later publishes go straight to `rename`.
+#[derive(Debug, Default)]
+pub(crate) struct Publisher {
+    no_links: AtomicBool,
+}
+
+impl Publisher {
+    /// Publish by `rename` from now on, never trying `link` first.
+    pub(crate) fn by_rename(&self) {
+        self.no_links.store(true, Ordering::Relaxed);
+    }
+
+    /// Write `data` as block `id` into `cd` (see the module docs for how).
     pub(crate) fn publish(
         &self,
+        cd: &CacheDir,
+        usage: &Usage,
         at: &Beneath,
         id: &BlockId,
         data: &[u8],
     ) -> Result<Placed, StoreError> {
-        let final_rel = self.layout.block(id);
-        let object_rel = self.layout.object(&id.key);
+        let final_rel = cd.layout.block(id);
+        let object_rel = cd.layout.object(&id.key);
         ensure_dir(at, &object_rel)?;
         // Journal time of this placement: taken once the object's directory
         // is there and before the block lands, so a block that lands in a
@@ -106,68 +121,18 @@ impl DirStore {
             }
         }
         let header = format::encode_header(&id.key, id.index, data);
-        let tmp = self.write_temp(at, &header, data)?;
+        let tmp = write_temp(cd, at, &header, data)?;
         let parts = Parts {
             final_rel: &final_rel,
             object_rel: &object_rel,
             header: &header,
             data,
         };
-        let placed = self.place(at, tmp, &parts, &mut since, &mut turn)?;
+        let placed = self.place(cd, at, tmp, &parts, &mut since, &mut turn)?;
         if placed == Placed::New {
-            self.record_placed(id, (header.len() + data.len()) as u64, since);
+            usage.record_placed(cd, id, (header.len() + data.len()) as u64, since);
         }
         Ok(placed)
-    }
-
-    /// Create a fresh temp file holding `header` + `data`, and close it.
-    fn write_temp<'a>(
-        &self,
-        at: &'a Beneath,
-        header: &[u8],
-        data: &[u8],
-    ) -> Result<TempFile<'a>, StoreError> {
-        let mut recreated_tmp = false;
-        let mut attempts = 0;
-        let (file, tmp) = loop {
-            attempts += 1;
-            let rel = self
-                .layout
-                .made(&self.layout.tmp, &format!("{}.tmp", fsutil::unique_stem()));
-            match at.create_new(&rel, FILE_MODE) {
-                Ok(f) => {
-                    break (
-                        f,
-                        TempFile {
-                            at,
-                            rel,
-                            armed: true,
-                        },
-                    );
-                }
-                // A name clash (pid reuse in another container with our host
-                // name?): draw another name.
-                Err(e) if fsutil::already_exists(at, &e, &rel) && attempts < 4 => {}
-                // `tmp/` was removed (by hand or by a cleanup) or replaced by
-                // something else: make it again, once.
-                Err(e)
-                    if (e.kind() == io::ErrorKind::NotFound
-                        || crate::dir::is_link_on_the_way(&e))
-                        && !recreated_tmp =>
-                {
-                    recreated_tmp = true;
-                    ensure_dir(at, &self.layout.tmp)?;
-                }
-                Err(e) => return Err(StoreError::io("create temp file", &at.display(&rel), e)),
-            }
-        };
-        let shown = || at.display(&tmp.rel);
-        let mut w = &file;
-        w.write_all(header)
-            .and_then(|()| w.write_all(data))
-            .map_err(|e| StoreError::io("write", &shown(), e))?;
-        close(file).map_err(|e| StoreError::io("close", &shown(), e))?;
-        Ok(tmp)
     }
 
     /// Move the closed temp file to its final name: link (or rename), treating
@@ -182,6 +147,7 @@ impl DirStore {
     /// removed, never followed, and the block placed.
     fn place<'a>(
         &self,
+        cd: &CacheDir,
         at: &'a Beneath,
         mut tmp: TempFile<'a>,
         parts: &Parts,
@@ -196,7 +162,7 @@ impl DirStore {
                 match at.link(&tmp.rel, final_rel) {
                     Ok(()) => return Ok(Placed::New), // the guard unlinks the temp name
                     Err(e) if fsutil::already_exists(at, &e, final_rel) => {
-                        if retry && self.remove_non_file(at, final_rel) {
+                        if retry && remove_non_file(cd, at, final_rel) {
                             continue;
                         }
                         return Ok(Placed::AlreadyThere);
@@ -206,15 +172,15 @@ impl DirStore {
                     Err(e) if retry && fsutil::maybe_raced(&e) => continue,
                     Err(e) if links_unsupported(&e) => {
                         if !self.no_links.swap(true, Ordering::Relaxed) {
-                            tracing::info!(root = %self.root().display(), error = %e,
+                            tracing::info!(root = %cd.root().display(), error = %e,
                                 "hard links unsupported here; publishing by rename");
                         }
                     }
                     Err(e) if vanished(&e) && retry => {
-                        tmp = self.make_again(at, tmp, parts, since)?;
+                        tmp = make_again(cd, at, tmp, parts, since)?;
                         continue;
                     }
-                    Err(e) if self.evicted_under(at, &e, &tmp, parts) => {
+                    Err(e) if evicted_under(cd, at, &e, &tmp, parts) => {
                         return Ok(Placed::Evicted);
                     }
                     Err(e) => return Err(StoreError::io("link temp file to", &shown(), e)),
@@ -242,9 +208,9 @@ impl DirStore {
                     return Ok(Placed::AlreadyThere);
                 }
                 Err(e) if vanished(&e) && retry => {
-                    tmp = self.make_again(at, tmp, parts, since)?;
+                    tmp = make_again(cd, at, tmp, parts, since)?;
                 }
-                Err(e) if self.evicted_under(at, &e, &tmp, parts) => return Ok(Placed::Evicted),
+                Err(e) if evicted_under(cd, at, &e, &tmp, parts) => return Ok(Placed::Evicted),
                 Err(e) => return Err(StoreError::io("rename temp file to", &shown(), e)),
             }
         }
@@ -254,24 +220,73 @@ impl DirStore {
             io::Error::from(io::ErrorKind::NotFound),
         ))
     }
+}
 
-    /// If something other than a regular file holds `rel` (a block's name),
-    /// remove it, never following it; returns whether it did.
-    fn remove_non_file(&self, at: &Beneath, rel: &Rel) -> bool {
-        match at.stat(rel) {
-            Ok(stat) if Kind::of(&stat) != Kind::File => {
-                self.remove_intruder(at, rel, Kind::of(&stat));
-                true
-            }
-            _ => false,
+/// If something other than a regular file holds `rel` (a block's name),
+/// remove it, never following it; returns whether it did.
+fn remove_non_file(cd: &CacheDir, at: &Beneath, rel: &Rel) -> bool {
+    match at.stat(rel) {
+        Ok(stat) if Kind::of(&stat) != Kind::File => {
+            cd.remove_intruder(at, rel, Kind::of(&stat));
+            true
         }
+        _ => false,
     }
+}
+
+/// Create a fresh temp file in `cd` holding `header` + `data`, and close it.
+fn write_temp<'a>(
+    cd: &CacheDir,
+    at: &'a Beneath,
+    header: &[u8],
+    data: &[u8],
+) -> Result<TempFile<'a>, StoreError> {
+    let mut recreated_tmp = false;
+    let mut attempts = 0;
+    let (file, tmp) = loop {
+        attempts += 1;
+        let rel = cd
+            .layout
+            .made(&cd.layout.tmp, &format!("{}.tmp", fsutil::unique_stem()));
+        match at.create_new(&rel, FILE_MODE) {
+            Ok(f) => {
+                break (
+                    f,
+                    TempFile {
+                        at,
+                        rel,
+                        armed: true,
+                    },
+                );
+            }
+            // A name clash (pid reuse in another container with our host
+            // name?): draw another name.
+            Err(e) if fsutil::already_exists(at, &e, &rel) && attempts < 4 => {}
+            // `tmp/` was removed (by hand or by a cleanup) or replaced by
+            // something else: make it again, once.
+            Err(e)
+                if (e.kind() == io::ErrorKind::NotFound || is_link_on_the_way(&e))
+                    && !recreated_tmp =>
+            {
+                recreated_tmp = true;
+                ensure_dir(at, &cd.layout.tmp)?;
+            }
+            Err(e) => return Err(StoreError::io("create temp file", &at.display(&rel), e)),
+        }
+    };
+    let shown = || at.display(&tmp.rel);
+    let mut w = &file;
+    w.write_all(header)
+        .and_then(|()| w.write_all(data))
+        .map_err(|e| StoreError::io("write", &shown(), e))?;
+    close(file).map_err(|e| StoreError::io("close", &shown(), e))?;
+    Ok(tmp)
 }
 
 /// Whether a placement failed because a name on the way vanished (or was
 /// replaced by something that is not a directory).
 fn vanished(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::NotFound || crate::dir::is_link_on_the_way(e)
+    e.kind() == io::ErrorKind::NotFound || is_link_on_the_way(e)
 }
 
 /// What a publish places where: kept together so a retry can write the temp
@@ -283,37 +298,41 @@ struct Parts<'a> {
     data: &'a [u8],
 }
 
-impl DirStore {
-    /// Whether `e`, the error of the retried placement, is `ENOENT` because
-    /// the object's directory is gone again (evicted under this publish),
-    /// with the temp file and the cache directory intact. Anything else (the
-    /// directory there after all: a network filesystem's stale view) stays
-    /// an error, so the copy is kept and made again later.
-    fn evicted_under(&self, at: &Beneath, e: &io::Error, tmp: &TempFile, parts: &Parts) -> bool {
-        e.kind() == io::ErrorKind::NotFound
-            && at.stat(&tmp.rel).is_ok()
-            && at.stat(parts.object_rel).is_err()
-            && self.missing_dir().is_none()
-    }
+/// Whether `e`, the error of the retried placement, is `ENOENT` because the
+/// object's directory is gone again (evicted under this publish), with the
+/// temp file and the cache directory intact. Anything else (the directory
+/// there after all: a network filesystem's stale view) stays an error, so the
+/// copy is kept and made again later.
+fn evicted_under(
+    cd: &CacheDir,
+    at: &Beneath,
+    e: &io::Error,
+    tmp: &TempFile,
+    parts: &Parts,
+) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+        && at.stat(&tmp.rel).is_ok()
+        && at.stat(parts.object_rel).is_err()
+        && cd.missing_dir().is_none()
+}
 
-    /// Before the one retry of [`place`](Self::place): make the object's
-    /// directory again, and the temp file if it went with a removed cache
-    /// directory. The placement's journal time is taken anew.
-    fn make_again<'a>(
-        &self,
-        at: &'a Beneath,
-        tmp: TempFile<'a>,
-        parts: &Parts,
-        since: &mut u64,
-    ) -> Result<TempFile<'a>, StoreError> {
-        ensure_dir(at, parts.object_rel)?;
-        *since = crate::usage::now_ms();
-        if at.stat(&tmp.rel).is_ok() {
-            return Ok(tmp);
-        }
-        drop(tmp);
-        self.write_temp(at, parts.header, parts.data)
+/// Before the one retry of [`Publisher::place`]: make the object's directory
+/// again, and the temp file if it went with a removed cache directory. The
+/// placement's journal time is taken anew.
+fn make_again<'a>(
+    cd: &CacheDir,
+    at: &'a Beneath,
+    tmp: TempFile<'a>,
+    parts: &Parts,
+    since: &mut u64,
+) -> Result<TempFile<'a>, StoreError> {
+    ensure_dir(at, parts.object_rel)?;
+    *since = crate::usage::now_ms();
+    if at.stat(&tmp.rel).is_ok() {
+        return Ok(tmp);
     }
+    drop(tmp);
+    write_temp(cd, at, parts.header, parts.data)
 }
 
 /// Whether a failed `link` means "this filesystem does not do hard links".

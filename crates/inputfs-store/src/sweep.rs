@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use crate::dir::DirStore;
+use crate::cache_dir::CacheDir;
 use crate::error::StoreError;
 use crate::fsutil;
 
@@ -32,66 +32,64 @@ pub struct Swept {
     pub corrupt: usize,
 }
 
-impl DirStore {
-    /// Count temp files (and those older than `stale_after`) and claims.
-    pub fn strays(&self, stale_after: Duration) -> Strays {
-        let mut strays = Strays::default();
-        let Ok(at) = self.at() else {
-            return strays;
-        };
-        for (_, stat) in at.entries(Some(&self.layout.tmp)).unwrap_or_default() {
-            strays.temp_files += 1;
-            if fsutil::age(&stat) >= stale_after {
-                strays.stale_temp_files += 1;
-            }
+/// Count temp files (and those older than `stale_after`) and claims.
+pub(crate) fn strays(cd: &CacheDir, stale_after: Duration) -> Strays {
+    let mut strays = Strays::default();
+    let Ok(at) = cd.at() else {
+        return strays;
+    };
+    for (_, stat) in at.entries(Some(&cd.layout.tmp)).unwrap_or_default() {
+        strays.temp_files += 1;
+        if fsutil::age(&stat) >= stale_after {
+            strays.stale_temp_files += 1;
         }
-        strays.claims = at.entries(Some(&self.layout.claims)).map_or(0, |e| e.len());
-        strays
     }
+    strays.claims = at.entries(Some(&cd.layout.claims)).map_or(0, |e| e.len());
+    strays
+}
 
-    /// Remove leftovers of dead workers (see the module docs), or with
-    /// `dry_run` only count what would go, by the same rules. Fails only if
-    /// the cache directory cannot be opened: anything it cannot remove is
-    /// left for the next sweep.
-    pub fn sweep(
-        &self,
-        stale_after: Duration,
-        claim_ttl: Duration,
-        dry_run: bool,
-    ) -> Result<Swept, StoreError> {
-        let at = self.at()?;
-        let temp = |name: &str, age: Duration| dead_local_writer(name) || age >= stale_after;
-        let corrupt = |_: &str, age: Duration| age >= stale_after;
-        let swept = if dry_run {
-            let count = |dir, rule: &dyn Fn(&str, Duration) -> bool| {
-                at.entries(Some(dir)).map_or(0, |entries| {
-                    entries
-                        .iter()
-                        .filter(|(name, stat)| rule(&name.to_string_lossy(), fsutil::age(stat)))
-                        .count()
-                })
-            };
-            Swept {
-                temp_files: count(&self.layout.tmp, &temp),
-                claims: self.sweep_claims(&at, claim_ttl, true),
-                corrupt: count(&self.layout.corrupt, &corrupt),
-            }
-        } else {
-            Swept {
-                temp_files: fsutil::remove_entries_where(&at, &self.layout.tmp, temp),
-                claims: self.sweep_claims(&at, claim_ttl, false),
-                corrupt: fsutil::remove_entries_where(&at, &self.layout.corrupt, corrupt),
-            }
+/// Remove leftovers of dead workers (see the module docs), or with
+/// `dry_run` only count what would go, by the same rules. Fails only if
+/// the cache directory cannot be opened: anything it cannot remove is
+/// left for the next sweep.
+pub(crate) fn sweep(
+    cd: &CacheDir,
+    stale_after: Duration,
+    claim_ttl: Duration,
+    dry_run: bool,
+) -> Result<Swept, StoreError> {
+    let at = cd.at()?;
+    let temp = |name: &str, age: Duration| dead_local_writer(name) || age >= stale_after;
+    let corrupt = |_: &str, age: Duration| age >= stale_after;
+    let swept = if dry_run {
+        let count = |dir, rule: &dyn Fn(&str, Duration) -> bool| {
+            at.entries(Some(dir)).map_or(0, |entries| {
+                entries
+                    .iter()
+                    .filter(|(name, stat)| rule(&name.to_string_lossy(), fsutil::age(stat)))
+                    .count()
+            })
         };
-        if swept != Swept::default() && !dry_run {
-            tracing::info!(
-                tier = self.name_str(),
-                ?swept,
-                "removed leftovers of dead workers"
-            );
+        Swept {
+            temp_files: count(&cd.layout.tmp, &temp),
+            claims: crate::claim::sweep(cd, &at, claim_ttl, true),
+            corrupt: count(&cd.layout.corrupt, &corrupt),
         }
-        Ok(swept)
+    } else {
+        Swept {
+            temp_files: fsutil::remove_entries_where(&at, &cd.layout.tmp, temp),
+            claims: crate::claim::sweep(cd, &at, claim_ttl, false),
+            corrupt: fsutil::remove_entries_where(&at, &cd.layout.corrupt, corrupt),
+        }
+    };
+    if swept != Swept::default() && !dry_run {
+        tracing::info!(
+            tier = cd.name(),
+            ?swept,
+            "removed leftovers of dead workers"
+        );
     }
+    Ok(swept)
 }
 
 /// Whether a temp file name (`<host>.<pid>.<random>.tmp`) was written by a

@@ -27,7 +27,7 @@ pub use journal::ACCESS_INTERVAL;
 pub(crate) use journal::unix_ms as now_ms;
 
 use crate::beneath::Beneath;
-use crate::dir::DirStore;
+use crate::cache_dir::CacheDir;
 use crate::error::StoreError;
 use crate::exclusive::{self, Taken};
 use crate::fsutil::{self, ensure_dir};
@@ -81,7 +81,7 @@ pub(crate) struct Usage {
     /// Bytes this worker placed since it last offered to sweep.
     placed_since_sweep: AtomicU64,
     /// Whether `estimate` started from a known total (a sweep or
-    /// [`DirStore::estimate_usage`]), rather than from zero.
+    /// [`Usage::estimate`]), rather than from zero.
     estimate_known: AtomicBool,
     /// Objects and bytes this worker's sweeps evicted, for metrics.
     evicted_objects: AtomicU64,
@@ -123,34 +123,39 @@ impl Usage {
     }
 }
 
-impl DirStore {
-    /// Keep this directory within `limits` (enforced by sweeps).
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.usage_mut().limits = limits;
-        self
+impl Usage {
+    /// Keep the directory within `limits` (enforced by sweeps).
+    pub(crate) fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// The limits in force.
-    pub fn limits(&self) -> Limits {
-        self.usage().limits
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
     }
 
     pub(crate) fn record_access(&self, id: &inputfs_core::BlockId) {
-        self.usage().journal.accessed(&id.key);
+        self.journal.accessed(&id.key);
     }
 
     pub(crate) fn record_removed(&self, id: &inputfs_core::BlockId) {
-        self.usage().journal.removed(id);
+        self.journal.removed(id);
     }
 
     /// Called after this worker placed a block file: journal it (at once, so
     /// whichever worker sweeps next counts it), and sweep now if that took this
     /// worker's estimate over the size limit — or, since other workers place
     /// blocks too, once every eighth of the limit (at most 1 GiB) placed.
-    pub(crate) fn record_placed(&self, id: &inputfs_core::BlockId, bytes: u64, since: u64) {
-        let usage = self.usage();
+    pub(crate) fn record_placed(
+        &self,
+        cd: &CacheDir,
+        id: &inputfs_core::BlockId,
+        bytes: u64,
+        since: u64,
+    ) {
+        let usage = self;
         usage.journal.placed(id, bytes, since);
-        let _ = self.flush_usage();
+        let _ = self.flush(cd);
         let estimate = usage.estimate.fetch_add(bytes, Ordering::Relaxed) + bytes;
         if !usage.limits.is_set() {
             return;
@@ -163,17 +168,17 @@ impl DirStore {
         let over = usage.limits.max_bytes.is_some_and(|max| estimate > max);
         if over || placed >= every {
             usage.placed_since_sweep.store(0, Ordering::Relaxed);
-            match self.sweep_usage(false) {
+            match self.sweep(cd, false) {
                 Ok(Some(_)) => {}
-                Ok(None) => tracing::debug!(tier = self.name_str(), "another worker is sweeping"),
-                Err(e) => tracing::debug!(tier = self.name_str(), error = %e, "sweep failed"),
+                Ok(None) => tracing::debug!(tier = cd.name(), "another worker is sweeping"),
+                Err(e) => tracing::debug!(tier = cd.name(), error = %e, "sweep failed"),
             }
         }
     }
 
     /// Eviction counts and the usage estimate, for metrics. Cheap: atomics only.
-    pub fn usage_counters(&self) -> UsageCounters {
-        let usage = self.usage();
+    pub(crate) fn counters(&self) -> UsageCounters {
+        let usage = self;
         UsageCounters {
             evicted_objects: usage.evicted_objects.load(Ordering::Relaxed),
             evicted_bytes: usage.evicted_bytes.load(Ordering::Relaxed),
@@ -187,36 +192,36 @@ impl DirStore {
     /// Start the usage estimate from the directory's usage index (the last
     /// snapshot plus the journals, or a rescan where there is none), unless a
     /// sweep already did. File I/O: call it off the read path, once.
-    pub fn estimate_usage(&self) -> Result<u64, StoreError> {
-        let usage = self.usage();
+    pub(crate) fn estimate(&self, cd: &CacheDir) -> Result<u64, StoreError> {
+        let usage = self;
         if usage.estimate_known.load(Ordering::Relaxed) {
             return Ok(usage.estimate.load(Ordering::Relaxed));
         }
         // Every block this worker placed so far is journaled (at once), so it
         // is in the index's total; one placed while the index is read may be
         // missed: the estimate errs low by at most those, until a sweep.
-        let total = self.usage_index()?.bytes();
+        let total = self.index(cd)?.bytes();
         usage.estimate.store(total, Ordering::Relaxed);
         usage.estimate_known.store(true, Ordering::Relaxed);
         Ok(total)
     }
 
     /// Write this worker's pending usage records (call every few seconds).
-    pub fn flush_usage(&self) -> Result<(), StoreError> {
-        let at = self.at()?;
-        self.flush_usage_at(&at)
+    pub(crate) fn flush(&self, cd: &CacheDir) -> Result<(), StoreError> {
+        let at = cd.at()?;
+        self.flush_at(cd, &at)
     }
 
-    fn flush_usage_at(&self, at: &Beneath) -> Result<(), StoreError> {
-        let dir = &self.layout.journal;
-        let flushed = self.usage().journal.flush(at);
+    fn flush_at(&self, cd: &CacheDir, at: &Beneath) -> Result<(), StoreError> {
+        let dir = &cd.layout.journal;
+        let flushed = self.journal.flush(at);
         match flushed {
             Err(e)
                 if e.kind() == std::io::ErrorKind::NotFound
-                    || crate::dir::is_link_on_the_way(&e) =>
+                    || crate::fsutil::is_link_on_the_way(&e) =>
             {
                 ensure_dir(at, dir)?;
-                self.usage().journal.flush(at)
+                self.journal.flush(at)
             }
             other => other,
         }
@@ -225,16 +230,20 @@ impl DirStore {
 
     /// Sweep now with the configured limits, unless another worker is sweeping
     /// (`Ok(None)`).
-    pub fn sweep_usage(&self, dry_run: bool) -> Result<Option<Eviction>, StoreError> {
-        self.sweep_with(&self.limits(), dry_run, true)
+    pub(crate) fn sweep(
+        &self,
+        cd: &CacheDir,
+        dry_run: bool,
+    ) -> Result<Option<Eviction>, StoreError> {
+        self.sweep_with(cd, &self.limits, dry_run, true)
     }
 
     /// Who holds the sweep lease, as far as one look tells (see
     /// [`Holder`](crate::Holder)): an entry that stays unnamed is something
     /// planted, taken over only after the lease's lifetime.
-    pub fn sweep_lease_holder(&self) -> crate::Holder {
-        match self.at() {
-            Ok(at) => exclusive::holder_of(&at, &self.layout.lease(), LEASE_MAGIC),
+    pub(crate) fn lease_holder(&self, cd: &CacheDir) -> crate::Holder {
+        match cd.at() {
+            Ok(at) => exclusive::holder_of(&at, &cd.layout.lease(), LEASE_MAGIC),
             Err(_) => crate::Holder::Free,
         }
     }
@@ -242,13 +251,11 @@ impl DirStore {
     /// Whether the block file of `(key, index)` is on disk now (see
     /// `Index::apply`).
     fn block_on_disk<'a>(
-        &'a self,
+        cd: &'a CacheDir,
         at: &'a Beneath,
     ) -> impl Fn(&inputfs_core::CacheKey, u64) -> bool + 'a {
         move |key, index| {
-            let rel = self
-                .layout
-                .block(&inputfs_core::BlockId { key: *key, index });
+            let rel = cd.layout.block(&inputfs_core::BlockId { key: *key, index });
             at.stat(&rel)
                 .is_ok_and(|s| crate::beneath::Kind::of(&s) == crate::beneath::Kind::File)
         }
@@ -257,41 +264,48 @@ impl DirStore {
     /// Sweep now with `limits`: fold the journals into the index and evict least
     /// recently read objects until within them. `Ok(None)`: another worker holds
     /// the sweep lease.
-    pub fn evict(&self, limits: &Limits, dry_run: bool) -> Result<Option<Eviction>, StoreError> {
-        self.sweep_with(limits, dry_run, false)
+    pub(crate) fn evict(
+        &self,
+        cd: &CacheDir,
+        limits: &Limits,
+        dry_run: bool,
+    ) -> Result<Option<Eviction>, StoreError> {
+        self.sweep_with(cd, limits, dry_run, false)
     }
 
     /// `evict`, recording `limits` in the index as this directory's limits when
     /// they are a mount's configured ones (not a one-off `gc --max-size`).
     fn sweep_with(
         &self,
+        cd: &CacheDir,
         limits: &Limits,
         dry_run: bool,
         configured: bool,
     ) -> Result<Option<Eviction>, StoreError> {
-        let at = self.at()?;
-        let index_dir = &self.layout.index;
+        let at = cd.at()?;
+        let index_dir = &cd.layout.index;
         ensure_dir(&at, index_dir)?;
-        let lease = self.layout.lease();
+        let lease = cd.layout.lease();
         let holding = match exclusive::take(&at, &lease, LEASE_MAGIC, LEASE_TTL) {
             Ok(Taken::Ours(holding)) => holding,
             Ok(Taken::Held) => return Ok(None),
             Err(e) => return Err(StoreError::io("take sweep lease", &at.display(&lease), e)),
         };
-        let result = self.evict_holding_lease(&at, limits, dry_run, configured);
+        let result = self.evict_holding_lease(cd, &at, limits, dry_run, configured);
         exclusive::release(&at, &lease, &holding);
         result.map(Some)
     }
 
     fn evict_holding_lease(
         &self,
+        cd: &CacheDir,
         at: &Beneath,
         limits: &Limits,
         dry_run: bool,
         configured: bool,
     ) -> Result<Eviction, StoreError> {
-        let _ = self.flush_usage_at(at);
-        let l = &self.layout;
+        let _ = self.flush_at(cd, at);
+        let l = &cd.layout;
         let loaded = Index::load_latest(at, &l.index)
             .map_err(|e| StoreError::io("read", &at.display(&l.index), e))?;
         let stale = |i: &Index| journal::unix_ms().saturating_sub(i.rescanned_at) > RESCAN_EVERY;
@@ -302,9 +316,9 @@ impl DirStore {
             Some(i) if !stale(&i) => (i, false),
             _ => (Index::rescan(at, &l.objects), true),
         };
-        let records_ingested = index.ingest(at, &l.journal, &self.block_on_disk(at));
+        let records_ingested = index.ingest(at, &l.journal, &Self::block_on_disk(cd, at));
         let used_before = index.bytes();
-        let target = self.target(at, limits, used_before);
+        let target = Self::target(cd, at, limits, used_before);
         let mut report = Eviction {
             used_before,
             target,
@@ -352,7 +366,7 @@ impl DirStore {
         }
         report.used_after = used;
         tracing::debug!(
-            tier = self.name_str(),
+            tier = cd.name(),
             ?report,
             objects = index.objects.len(),
             "swept"
@@ -360,7 +374,7 @@ impl DirStore {
         if !dry_run {
             empty_trash(at, &l.trash);
             fsutil::remove_entries_where(at, &l.journal, |name, age| {
-                let own = name.starts_with(self.usage().journal.stem());
+                let own = name.starts_with(self.journal.stem());
                 let consumed = index.consumed.contains_key(name);
                 !own && age >= JOURNAL_STALE && consumed
             });
@@ -373,7 +387,7 @@ impl DirStore {
             index
                 .save_new(at, &l.index, &l.tmp)
                 .map_err(|e| StoreError::io("write usage index in", &at.display(&l.index), e))?;
-            let usage = self.usage();
+            let usage = self;
             usage.estimate.store(used, Ordering::Relaxed);
             usage.estimate_known.store(true, Ordering::Relaxed);
             usage
@@ -384,7 +398,7 @@ impl DirStore {
                 .fetch_add(report.bytes, Ordering::Relaxed);
             if report.objects > 0 {
                 tracing::info!(
-                    tier = self.name_str(),
+                    tier = cd.name(),
                     objects = report.objects,
                     bytes = report.bytes,
                     used,
@@ -397,10 +411,10 @@ impl DirStore {
     }
 
     /// The usage to shrink to for these limits.
-    fn target(&self, at: &Beneath, limits: &Limits, used: u64) -> u64 {
+    fn target(cd: &CacheDir, at: &Beneath, limits: &Limits, used: u64) -> u64 {
         let mut target = limits.max_bytes.unwrap_or(u64::MAX).min(used);
         if let Some(pct) = limits.min_free_percent
-            && let Ok((total, avail)) = at.space(&self.layout.root)
+            && let Ok((total, avail)) = at.space(&cd.layout.root)
         {
             let want = (total as f64 * pct / 100.0) as u64;
             if avail < want {
@@ -412,38 +426,36 @@ impl DirStore {
 
     /// The index as of now, without changing anything: the last snapshot plus
     /// the journals since (or a rescan where there is no snapshot).
-    pub fn usage_index(&self) -> Result<Index, StoreError> {
-        let at = self.at()?;
-        let l = &self.layout;
+    pub(crate) fn index(&self, cd: &CacheDir) -> Result<Index, StoreError> {
+        let at = cd.at()?;
+        let l = &cd.layout;
         let loaded = Index::load_latest(&at, &l.index)
             .map_err(|e| StoreError::io("read", &at.display(&l.index), e))?;
         let mut index = loaded.unwrap_or_else(|| Index::rescan(&at, &l.objects));
-        index.ingest(&at, &l.journal, &self.block_on_disk(&at));
+        index.ingest(&at, &l.journal, &Self::block_on_disk(cd, &at));
         Ok(index)
     }
-}
 
-impl DirStore {
     /// The newest saved usage snapshot, as it is (no journals folded in).
-    pub fn saved_usage_index(&self) -> Result<Option<Index>, StoreError> {
-        let at = self.at()?;
-        Index::load_latest(&at, &self.layout.index)
-            .map_err(|e| StoreError::io("read", &at.display(&self.layout.index), e))
+    pub(crate) fn saved_index(cd: &CacheDir) -> Result<Option<Index>, StoreError> {
+        let at = cd.at()?;
+        Index::load_latest(&at, &cd.layout.index)
+            .map_err(|e| StoreError::io("read", &at.display(&cd.layout.index), e))
     }
 
     /// Save `index` as the newest usage snapshot (for tools and tests that
     /// edit one).
-    pub fn save_usage_index(&self, index: &Index) -> Result<(), StoreError> {
-        let at = self.at()?;
-        ensure_dir(&at, &self.layout.index)?;
+    pub(crate) fn save_index(cd: &CacheDir, index: &Index) -> Result<(), StoreError> {
+        let at = cd.at()?;
+        ensure_dir(&at, &cd.layout.index)?;
         index
-            .save_new(&at, &self.layout.index, &self.layout.tmp)
-            .map_err(|e| StoreError::io("write usage index in", &at.display(&self.layout.index), e))
+            .save_new(&at, &cd.layout.index, &cd.layout.tmp)
+            .map_err(|e| StoreError::io("write usage index in", &at.display(&cd.layout.index), e))
     }
 
     /// The usage index built from the block files alone (a full rescan).
-    pub fn rescan_usage(&self) -> Result<Index, StoreError> {
-        Ok(Index::rescan(&self.at()?, &self.layout.objects))
+    pub(crate) fn rescan(cd: &CacheDir) -> Result<Index, StoreError> {
+        Ok(Index::rescan(&cd.at()?, &cd.layout.objects))
     }
 }
 

@@ -1,38 +1,118 @@
-//! Setting a [`DirStore`] up, and the glue between its calls and the `health`
-//! state machine: every tier call is admitted by [`DirStore::admit`], and a
-//! failed one reports back through [`DirStore::tier_error`] with the ticket it
-//! was admitted with.
+//! [`CacheDir`]: one cache directory as a store reaches it — the one owner of
+//! its path, its names and its set-up state.
+//!
+//! Every component of a store (claims, plain files, usage, publishing, the
+//! read side of block files) works on the `CacheDir` it is handed, never on
+//! the store that composes them, so no component reaches another through a
+//! hub type: `DirStore` (in `dir`) composes, and neither this module nor any
+//! component imports it. A call reaches the directory only through
+//! [`CacheDir::at`] (a `beneath` handle, opened afresh per call so that a
+//! directory replaced under a running daemon is seen at once) and only once
+//! [`CacheDir::call`] admitted it: the glue between calls and the `health`
+//! state machine. A failed call reports back with the ticket it was admitted
+//! with ([`CacheDir::tier_error`]).
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::beneath::{Beneath, Kind};
-use crate::dir::DirStore;
+use inputfs_core::store::Lookup;
+
+use crate::beneath::{Beneath, Kind, Rel};
 use crate::error::{StoreError, errno};
 use crate::fsutil::ensure_dir;
-use crate::health::Ticket;
+use crate::health::{Health, Ticket};
+use crate::layout::Layout;
 
 /// `dev` before `DIR` was ever seen.
-pub(crate) const UNSEEN: u64 = u64::MAX;
+const UNSEEN: u64 = u64::MAX;
 
-impl DirStore {
-    /// Like [`open`](Self::open), but never fails: if the store cannot be set
-    /// up now (`dir` missing, not writable, ...), it is returned anyway with the
-    /// reason, refuses its calls, and sets itself up on the first call after
-    /// the directory works (see the `health` module). For a shared cache, whose
-    /// absence must not stop a mount.
-    pub fn open_lenient(dir: &Path, name: &str) -> (DirStore, Option<StoreError>) {
-        let store = DirStore::unready(dir, name);
-        let error = store.admit().err();
-        (store, error)
+/// One cache directory: where it is, what logs call it, the names in it, and
+/// whether it is set up.
+#[derive(Debug)]
+pub(crate) struct CacheDir {
+    /// The configured directory; never created by the store.
+    dir: PathBuf,
+    /// What logs and tier errors call the store ("local", "shared").
+    name: String,
+    /// The names of everything under `dir`.
+    pub(crate) layout: Layout,
+    /// Whether the root is set up, and in which generation.
+    health: Health,
+    /// `st_dev` of `dir` when first seen as a directory ([`UNSEEN`] before).
+    dev: AtomicU64,
+}
+
+impl CacheDir {
+    /// The directory `dir`, not set up yet: no I/O.
+    pub(crate) fn new(dir: &Path, name: &str) -> CacheDir {
+        CacheDir {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+            layout: Layout::default(),
+            health: Health::default(),
+            dev: AtomicU64::new(UNSEEN),
+        }
     }
 
-    /// Whether the store is set up (its last set-up worked and no check since
-    /// found the root gone).
-    pub fn is_usable(&self) -> bool {
-        self.health().is_ready()
+    /// A handle on the configured directory, through which every name in it
+    /// is reached.
+    pub(crate) fn at(&self) -> Result<Beneath, StoreError> {
+        Beneath::open(&self.dir).map_err(|e| StoreError::io("open cache directory", &self.dir, e))
+    }
+
+    /// `rel` as a full path, for messages and tests only.
+    pub(crate) fn shown(&self, rel: &Rel) -> PathBuf {
+        self.dir.join(rel.as_path())
+    }
+
+    /// The configured directory (`dir`, holding the root).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What logs and tier errors call the store.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `dir/inputfs-v1`.
+    pub(crate) fn root(&self) -> PathBuf {
+        self.shown(&self.layout.root)
+    }
+
+    /// Whether the directory is set up (its last set-up worked and no check
+    /// since found the root gone).
+    pub(crate) fn is_usable(&self) -> bool {
+        self.health.is_ready()
+    }
+
+    /// Calls refused as unusable since the store was opened.
+    pub(crate) fn refused_calls(&self) -> u64 {
+        self.health.refused()
+    }
+
+    /// Something other than a regular file sits where a block or plain file
+    /// belongs (a link, a directory, a FIFO, a device): remove it, never
+    /// following it, best effort, and report it as corrupt (counted).
+    pub(crate) fn remove_intruder(&self, at: &Beneath, rel: &Rel, kind: Kind) -> Lookup {
+        let (_, removed) = at.remove_tree(rel);
+        let reason = format!(
+            "{}: a {kind:?} where a regular file should be{}",
+            at.display(rel).display(),
+            if removed.is_ok() { " (removed)" } else { "" }
+        );
+        tracing::warn!(tier = %self.name, %reason, "removed an entry that is not a regular file");
+        Lookup::Corrupt(reason)
+    }
+
+    /// Whether `dir` holds a cache (its root is a directory, not a link).
+    pub(crate) fn holds_cache(dir: &Path) -> bool {
+        Beneath::open(dir).is_ok_and(|at| {
+            at.stat(&Layout::default().root)
+                .is_ok_and(|s| Kind::of(&s) == Kind::Dir)
+        })
     }
 
     /// Run one call of the store: admitted first, its failure reported.
@@ -41,22 +121,17 @@ impl DirStore {
         &self,
         call: impl FnOnce(&Beneath) -> Result<T, StoreError>,
     ) -> inputfs_core::Result<T> {
-        let ticket = self.admit().map_err(|e| e.into_tier(self.name_str()))?;
+        let ticket = self.admit().map_err(|e| e.into_tier(self.name()))?;
         self.at()
             .and_then(|at| call(&at))
             .map_err(|e| self.tier_error(ticket, e))
-    }
-
-    /// Calls this store refused as unusable since it was opened.
-    pub fn refused_calls(&self) -> u64 {
-        self.health().refused()
     }
 
     /// Check that `DIR` is a directory and create the root and its
     /// subdirectories if missing (the root only on `DIR`'s first device).
     /// Returns whether the root had to be created.
     pub(crate) fn set_up(&self) -> Result<bool, StoreError> {
-        let dir = self.dir();
+        let dir = &self.dir;
         #[allow(
             clippy::disallowed_methods,
             reason = "DIR itself is configuration (the path the user gave), not cache content"
@@ -106,7 +181,7 @@ impl DirStore {
     pub(crate) fn admit(&self) -> Result<Ticket, StoreError> {
         let since = monotonic_ns();
         let mut outcome = None;
-        let admitted = self.health().enter(|| {
+        let admitted = self.health.enter(|| {
             let result = self.set_up();
             let reason = match &result {
                 Ok(_) => Ok(()),
@@ -119,17 +194,17 @@ impl DirStore {
             (Ok(ticket), Some(Ok(created))) => {
                 // A set-up after the first, or after refusals, ends an outage.
                 if ticket.generation() > 1 || self.refused_calls() > 0 {
-                    tracing::info!(tier = self.name_str(), root = %self.root().display(),
+                    tracing::info!(tier = self.name(), root = %self.root().display(),
                         created, "cache directory usable again");
                 } else {
-                    tracing::debug!(tier = self.name_str(), root = %self.root().display(),
+                    tracing::debug!(tier = self.name(), root = %self.root().display(),
                         created, "cache directory set up");
                 }
                 Ok(ticket)
             }
             (Ok(ticket), _) => Ok(ticket),
             (Err(reason), own) => {
-                tracing::debug!(target: "inputfs_store::refused", tier = self.name_str(),
+                tracing::debug!(target: "inputfs_store::refused", tier = self.name(),
                     since_ns = since, until_ns = monotonic_ns(), %reason, "refused a call");
                 Err(match own {
                     Some(Err(e)) => e,
@@ -149,9 +224,9 @@ impl DirStore {
         if e.io_error()
             .is_some_and(|io| matches!(errno(io), libc::ENOENT | libc::ESTALE))
         {
-            self.health().failed(ticket, || self.root_gone(&e));
+            self.health.failed(ticket, || self.root_gone(&e));
         }
-        e.into_tier(self.name_str())
+        e.into_tier(self.name())
     }
 
     /// Why the store cannot work as set up (`DIR`, the root or a subdirectory
