@@ -48,3 +48,16 @@ pub fn tier_copies(log: &str, tier: &str, what: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no `N {what}` in {line:?}"))
 }
+
+/// The `N <what>` of the `origin: N block reads, N requests repeated, N
+/// failed` line a mount logs at unmount.
+pub fn origin_summary(log: &str, what: &str) -> u64 {
+    let line = log
+        .lines()
+        .find_map(|l| l.split_once("origin: ").map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("no `origin: ` line in the log:\n{log}"));
+    line.split(", ")
+        .find_map(|part| part.strip_suffix(what).map(str::trim))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `N {what}` in {line:?}"))
+}

@@ -43,7 +43,7 @@ pub mod users;
 
 pub use azurite::AzuriteServer;
 pub use bins::{dead_endpoint, free_port, require_binary, wait_for_port};
-pub use cache_dir::{cached_blocks, tier_copies};
+pub use cache_dir::{cached_blocks, origin_summary, tier_copies};
 pub use data::{pattern, sha256_file, sha256_hex};
 pub use moto::MotoServer;
 pub use netfs::SharedDir;

@@ -132,10 +132,20 @@ fn run_fleet(mut shared: SharedDir) {
         .iter()
         .map(|log| inputfs_tests::tier_copies(log, "shared", "dropped"))
         .sum();
+    // A request asked again after an error or a timeout is one more GET of
+    // its range, counted by the worker that repeated it.
+    let repeated: u64 = logs
+        .iter()
+        .map(|log| inputfs_tests::origin_summary(log, "requests repeated"))
+        .sum();
+    let reads: u64 = logs
+        .iter()
+        .map(|log| inputfs_tests::origin_summary(log, "block reads"))
+        .sum();
     eprintln!(
         "fleet on {}: {WORKERS} workers pulled {:.2}x the distinct bytes from the origin \
          ({} GETs of {distinct_blocks} blocks: {duplicates} duplicates, {found} counted by \
-         the workers, {dropped} shared copies dropped)",
+         the workers, {dropped} shared copies dropped, {repeated} requests repeated)",
         shared.kind(),
         server.get_bytes() as f64 / distinct as f64,
         server.get_requests(),
@@ -147,19 +157,30 @@ fn run_fleet(mut shared: SharedDir) {
         shared.kind()
     );
     assert_eq!(server.get_requests(), distinct_blocks + duplicates);
-    // A duplicate whose shared copy was dropped (never published) is not
-    // seen by a publish: it is counted as dropped instead.
+    // Every GET the server answered is a block read of some worker, or a
+    // request one of them asked again.
     assert!(
-        duplicates <= found + dropped,
+        (reads..=reads + repeated).contains(&server.get_requests()),
+        "{}: {} GETs answered, the workers made {reads} block reads and repeated {repeated}",
+        shared.kind(),
+        server.get_requests()
+    );
+    // A duplicate whose shared copy was dropped (never published) is not
+    // seen by a publish: it is counted as dropped instead; a request asked
+    // again is counted by its worker as repeated.
+    assert!(
+        duplicates <= found + dropped + repeated,
         "{}: {duplicates} duplicate fetches ({:?}), {found} counted by the workers ({dropped} \
-         dropped); what the workers said:\n{}",
+         dropped, {repeated} repeated); what the workers said:\n{}",
         shared.kind(),
         by_range.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>(),
         logs.iter()
             .enumerate()
             .flat_map(|(w, log)| {
                 log.lines()
-                    .filter(|l| l.contains("WARN") || l.contains("copies:"))
+                    .filter(|l| {
+                        l.contains("WARN") || l.contains("copies:") || l.contains("origin: ")
+                    })
                     .map(move |l| format!("worker {w}: {l}"))
             })
             .collect::<Vec<_>>()

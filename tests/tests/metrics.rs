@@ -117,6 +117,7 @@ fn scrapes_follow_a_cold_read_then_a_warm_one() {
     );
     assert_eq!(cold.get("inputfs_origin_errors_total"), 0);
     assert_eq!(cold.get("inputfs_origin_throttled_total"), 0);
+    assert_eq!(cold.get("inputfs_origin_retries_total"), 0);
     assert_eq!(
         cold.get("inputfs_tier_misses_total{tier=\"local\"}"),
         blocks
@@ -202,6 +203,8 @@ fn origin_throttling_is_one_warning_and_counted() {
     assert_eq!(refused, 3 * r.objects.len() as u64);
     let s = scrape(&addr);
     assert_eq!(s.get("inputfs_origin_throttled_total"), refused);
+    // Each refused GET was asked again.
+    assert_eq!(s.get("inputfs_origin_retries_total"), refused);
     assert_eq!(s.get("inputfs_origin_errors_total"), 0);
     assert_eq!(s.get("inputfs_origin_bytes_total"), r.total());
     let log = m.stop();

@@ -29,5 +29,5 @@ pub use engine::{Engine, EngineConfig, FileReader};
 pub use episode::{Episode, Throttling};
 pub use error::{Error, Result};
 pub use object::{CacheKey, ObjectId, SourceKind, Version};
-pub use source::{RetryPolicy, Retrying, Source};
+pub use source::{Retries, RetryPolicy, Retrying, Source};
 pub use store::{BlockStore, Claim, Lookup, Placed, TierStats};

@@ -37,6 +37,7 @@ pub const ORIGIN_REQUESTS: &str = "inputfs_origin_requests_total";
 pub const ORIGIN_BYTES: &str = "inputfs_origin_bytes_total";
 pub const ORIGIN_ERRORS: &str = "inputfs_origin_errors_total";
 pub const ORIGIN_THROTTLED: &str = "inputfs_origin_throttled_total";
+pub const ORIGIN_RETRIES: &str = "inputfs_origin_retries_total";
 pub const EVICTIONS: &str = "inputfs_evictions_total";
 pub const EVICTED_BYTES: &str = "inputfs_evicted_bytes_total";
 pub const CACHE_USED_BYTES: &str = "inputfs_cache_used_bytes";
@@ -204,6 +205,12 @@ pub const ALL: &[Metric] = &[
         Counter,
         false,
         "Origin responses that asked to slow down (HTTP 429, 503 / SlowDown), retries included",
+    ),
+    m(
+        ORIGIN_RETRIES,
+        Counter,
+        false,
+        "Origin requests made again for a range already asked for (after an error or a timeout)",
     ),
     m(
         EVICTIONS,

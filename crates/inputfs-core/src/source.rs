@@ -6,6 +6,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -72,13 +73,36 @@ impl RetryPolicy {
     }
 }
 
+/// Requests to the origin made again for a range already asked for (after an
+/// error or a timeout), shared by whoever repeats requests and whoever
+/// reports them (`inputfs_origin_retries_total`, the unmount summary). Each
+/// is one more request for bytes the origin was already asked for: a test
+/// that counts the origin's requests per range needs them to tell a retry
+/// from a duplicate fetch.
+#[derive(Debug, Default)]
+pub struct Retries(AtomicU64);
+
+impl Retries {
+    /// Requests repeated so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// `n` more requests were repeated.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 /// Retries retryable origin errors (and short reads) with a [`RetryPolicy`]: a
 /// wrapper rather than a flag, so the policy lives in one place. It sees every
-/// attempt, so it is also where throttling is noticed ([`Throttling`]).
+/// attempt, so it is also where throttling is noticed ([`Throttling`]) and
+/// repeated requests are counted ([`Retries`]).
 pub struct Retrying<S> {
     inner: S,
     policy: RetryPolicy,
     throttling: Arc<Throttling>,
+    retries: Arc<Retries>,
 }
 
 impl<S> Retrying<S> {
@@ -87,6 +111,7 @@ impl<S> Retrying<S> {
             inner,
             policy,
             throttling: Arc::default(),
+            retries: Arc::default(),
         }
     }
 
@@ -106,13 +131,22 @@ impl<S> Retrying<S> {
     pub fn throttling(&self) -> &Arc<Throttling> {
         &self.throttling
     }
+
+    /// Count repeated attempts in `retries` (shared with whoever reports
+    /// them) instead of a private counter.
+    pub fn with_retries(mut self, retries: Arc<Retries>) -> Self {
+        self.retries = retries;
+        self
+    }
 }
 
 #[async_trait]
 impl<S: Source> Source for Retrying<S> {
     async fn get_range(&self, object: &ObjectId, range: Range<u64>) -> Result<Bytes> {
         let want = range.end - range.start;
+        let attempts = AtomicU64::new(0);
         let attempt = || async {
+            attempts.fetch_add(1, Ordering::Relaxed);
             let b = match self.inner.get_range(object, range.clone()).await {
                 Ok(b) => {
                     self.throttling.succeeded();
@@ -134,7 +168,10 @@ impl<S: Source> Source for Retrying<S> {
             }
             Ok(b)
         };
-        self.policy.run(attempt, Error::is_retryable).await
+        let result = self.policy.run(attempt, Error::is_retryable).await;
+        self.retries
+            .add(attempts.load(Ordering::Relaxed).saturating_sub(1));
+        result
     }
 }
 
@@ -174,6 +211,7 @@ mod tests {
         let err = src.get_range(&obj, 0..10).await.unwrap_err();
         assert!(err.is_retryable());
         assert_eq!(faulty.calls(), 4);
+        assert_eq!(src.retries.count(), 3, "every attempt after the first");
     }
 
     #[tokio::test(start_paused = true)]

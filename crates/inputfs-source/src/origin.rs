@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use inputfs_core::{Error, ObjectId, Source};
+use inputfs_core::{Error, ObjectId, Retries, Source};
 use object_store::aws::AmazonS3ConfigKey;
 use object_store::azure::AzureConfigKey;
 use object_store::gcp::GoogleConfigKey;
@@ -56,6 +56,8 @@ struct Inner {
     objects: RwLock<HashMap<String, Pinned>>,
     /// Ranges whose fetch timed out twice moments ago (see the module docs).
     timed_out: Mutex<HashMap<RangeKey, (Instant, Error)>>,
+    /// Where the request asked again after a timeout is counted.
+    retries: Arc<Retries>,
 }
 
 /// A range of an object: (canonical URL, start, end).
@@ -129,6 +131,12 @@ impl Origin {
 
     pub fn builder() -> OriginBuilder {
         OriginBuilder::default()
+    }
+
+    /// Where this origin counts a request it asks again after a timeout:
+    /// hand it to the retry wrapper too, so one counter has every repeat.
+    pub fn retries(&self) -> Arc<Retries> {
+        self.inner.retries.clone()
     }
 
     /// The client for a URL's store, built on first use.
@@ -238,6 +246,7 @@ impl Source for Origin {
         };
         tracing::debug!(url = %object.url, error = %redact(&first.to_string()),
             "origin request timed out; trying once more");
+        self.inner.retries.add(1);
         match self.fetch(&pinned, object, range).await {
             Ok(bytes) => Ok(bytes),
             // Final, whatever it is: one timeout is all the time a read gets

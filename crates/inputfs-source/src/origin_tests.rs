@@ -220,6 +220,11 @@ async fn a_read_whose_first_request_times_out_gets_its_bytes_from_the_second() {
         .unwrap();
     assert_eq!(&got[..], BODY);
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        origin.retries().count(),
+        1,
+        "the request asked again is counted"
+    );
 }
 
 #[tokio::test]
@@ -257,6 +262,7 @@ async fn a_body_that_stalls_midway_is_asked_again_and_the_second_answer_is_whole
         .unwrap();
     assert_eq!(&got[..], BODY, "never the stalled half");
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(origin.retries().count(), 1);
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
 use inputfs_core::metric_names::{self as names, Kind};
-use inputfs_core::{BlockStore, Engine, Throttling};
+use inputfs_core::{BlockStore, Engine, Retries, Throttling};
 use inputfs_store::DirStore;
 use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -31,6 +31,7 @@ pub struct Sources {
     pub engine: Arc<Engine>,
     pub stores: Vec<Arc<DirStore>>,
     pub throttling: Arc<Throttling>,
+    pub retries: Arc<Retries>,
 }
 
 /// The listening socket, bound before anything is mounted so a bad address
@@ -174,6 +175,7 @@ impl Scrape {
         counter!(names::ORIGIN_BYTES).absolute(s.origin_bytes);
         counter!(names::ORIGIN_ERRORS).absolute(s.origin_errors);
         counter!(names::ORIGIN_THROTTLED).absolute(self.sources.throttling.count());
+        counter!(names::ORIGIN_RETRIES).absolute(self.sources.retries.count());
 
         let memory = names::TIER_MEMORY;
         counter!(names::TIER_HITS, names::TIER => memory).absolute(s.memory.hits);

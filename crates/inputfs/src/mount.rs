@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use inputfs_core::Engine;
+use inputfs_core::{Engine, Retries};
 use inputfs_fuse::{InputFs, MountOptions, Tree, TreeFile};
 
 use crate::cli::MountArgs;
@@ -45,7 +45,13 @@ pub fn run(args: MountArgs) -> Result<()> {
         .thread_name("inputfs-io")
         .build()
         .context("cannot start the async runtime")?;
-    let (session, point, engine, upkeep) = match start(&args, &runtime) {
+    let Started {
+        session,
+        point,
+        engine,
+        upkeep,
+        retries,
+    } = match start(&args, &runtime) {
         Ok(started) => started,
         Err(e) => {
             if let Some(ready) = ready {
@@ -62,6 +68,7 @@ pub fn run(args: MountArgs) -> Result<()> {
         tracing::warn!("unmounted before every cache publish finished");
     }
     engine.report_copies();
+    engine.report_origin(retries.count());
     upkeep.stop();
     tracing::info!("unmounted {}", args.mountpoint.display());
     // A tier call stuck in the kernel (a hard-hung network mount) holds its
@@ -70,16 +77,18 @@ pub fn run(args: MountArgs) -> Result<()> {
     Ok(())
 }
 
+/// What a started mount holds until it is unmounted.
+struct Started {
+    session: fuser::BackgroundSession,
+    point: MountPoint,
+    engine: Arc<Engine>,
+    upkeep: Maintenance,
+    /// Origin requests asked again, for the unmount summary.
+    retries: Arc<Retries>,
+}
+
 /// Resolve, assemble and mount. Nothing is mounted if this fails.
-fn start(
-    args: &MountArgs,
-    runtime: &tokio::runtime::Runtime,
-) -> Result<(
-    fuser::BackgroundSession,
-    MountPoint,
-    Arc<Engine>,
-    Maintenance,
-)> {
+fn start(args: &MountArgs, runtime: &tokio::runtime::Runtime) -> Result<Started> {
     let mut point = mountpoint::claim(&args.mountpoint)?;
     let mountpoint = point.path.clone();
     // Bound first: a taken or bad address fails before anything is resolved.
@@ -116,6 +125,7 @@ fn start(
             engine: engine.clone(),
             stores: stack.stores.clone(),
             throttling: stack.throttling.clone(),
+            retries: stack.retries.clone(),
         };
         exporter::serve(listener, sources, runtime)?;
     }
@@ -145,7 +155,13 @@ fn start(
     point.mounted();
     stack.sweep_in_background();
     let upkeep = stack.maintain(mountpoint.clone());
-    Ok((session, point, engine, upkeep))
+    Ok(Started {
+        session,
+        point,
+        engine,
+        upkeep,
+        retries: stack.retries.clone(),
+    })
 }
 
 /// Serve until the mount is unmounted from outside, or a signal asks us to stop.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use inputfs_core::{BlockStore, Engine, EngineConfig, Retrying, Throttling};
+use inputfs_core::{BlockStore, Engine, EngineConfig, Retries, Retrying, Throttling};
 use inputfs_source::{ClientConfigKey, Origin, Timeouts};
 use inputfs_store::{DirStore, Limits};
 
@@ -54,6 +54,8 @@ pub struct Stack {
     pub stores: Vec<Arc<DirStore>>,
     /// Throttled origin responses, counted by the retry wrapper.
     pub throttling: Arc<Throttling>,
+    /// Origin requests asked again (the retry wrapper's and the origin's own).
+    pub retries: Arc<Retries>,
 }
 
 impl Stack {
@@ -136,7 +138,10 @@ pub fn engine(cache: &CacheArgs, origin: Origin) -> Result<Stack> {
         .map(|s| s.clone() as Arc<dyn BlockStore>)
         .collect();
     let throttling = Arc::new(Throttling::default());
-    let source = Retrying::with_defaults(origin).with_throttling(throttling.clone());
+    let retries = origin.retries();
+    let source = Retrying::with_defaults(origin)
+        .with_throttling(throttling.clone())
+        .with_retries(retries.clone());
     let engine = Engine::new(Arc::new(source), tiers, config)
         .map_err(|e| anyhow!("--block-size/--memory-budget: {e}"))?;
     if let Some(e) = shared_unusable {
@@ -147,5 +152,6 @@ pub fn engine(cache: &CacheArgs, origin: Origin) -> Result<Stack> {
         engine,
         stores,
         throttling,
+        retries,
     })
 }

@@ -333,6 +333,19 @@ impl Engine {
         }
     }
 
+    /// Log what was asked of the origin (at unmount), in one line: `origin:
+    /// N block reads, N requests repeated, N failed`. `repeated` is what the
+    /// source's retry wrapper counted ([`Retries`](crate::Retries)): each is
+    /// one more request for a range already asked for.
+    pub fn report_origin(&self, repeated: u64) {
+        let stats = self.stats();
+        tracing::info!(
+            "origin: {} block reads, {repeated} requests repeated, {} failed",
+            stats.origin_requests,
+            stats.origin_errors
+        );
+    }
+
     /// [`stats`](Self::stats) with the in-memory cache's size brought up to
     /// date first (it is otherwise updated lazily, as the cache is used).
     pub async fn stats_now(&self) -> StatsSnapshot {
