@@ -170,6 +170,7 @@ impl Engine {
                     config.publish_slots,
                     pending_cap,
                     background.clone(),
+                    memory.clone(),
                 ))
             })
             .collect();

@@ -570,28 +570,41 @@ async fn kept_copies_are_made_once_publishes_work_while_lookups_still_fail() {
 }
 
 #[tokio::test]
-async fn failed_publishes_past_the_kept_bound_are_counted_dropped() {
+async fn failed_publishes_past_the_kept_bound_are_made_from_memory_or_counted_dropped() {
     let mut config = config();
-    // Kept copies are bounded by a quarter of the budget: one block here.
+    // Kept bytes are bounded by a quarter of the budget: one block here.
     config.memory_budget = 4 * 64 * KIB;
     let r = rig_with(8 * 64 * KIB as usize, config);
     let shared = |r: &Rig| r.engine.stats().tier("shared").unwrap();
-    r.shared.fail_puts(2, StoreFault::Errno(libc::EIO));
-    read_block(&r, 0).await;
-    read_block(&r, 1).await;
+    let id = |index| BlockId {
+        key: r.object.key,
+        index,
+    };
+    r.shared.fail_puts(3, StoreFault::Errno(libc::EIO));
+    for i in 0..3 {
+        read_block(&r, i).await;
+    }
     let s = shared(&r);
-    assert_eq!((s.publish_pending, s.publish_dropped), (1, 1), "{s:?}");
-    read_block(&r, 2).await;
+    assert_eq!(
+        (s.publish_pending, s.publish_dropped),
+        (3, 0),
+        "block 0 kept with its bytes, 1 and 2 by id: {s:?}"
+    );
+    // Block 1 is gone from memory by the time the tier works, block 2 not.
+    r.engine.memory.invalidate(&id(1)).await;
+    r.engine.memory.run_pending_tasks().await;
+    assert!(r.engine.memory.contains_key(&id(2)));
+    read_block(&r, 3).await;
     let s = shared(&r);
     assert!(!s.degraded);
     assert_eq!(
         (s.publish_retried, s.publish_dropped, s.publish_pending),
-        (1, 1, 0),
+        (2, 1, 0),
         "{s:?}"
     );
     assert_eq!(
         r.shared.inner().len(),
-        2,
-        "blocks 0 (kept) and 2 made; 1 dropped"
+        3,
+        "blocks 0 (kept), 2 (from memory) and 3 made; 1 dropped"
     );
 }

@@ -16,8 +16,12 @@
 //! failing, yet publishes work between removals, and copies kept until the
 //! whole tier recovered would pass their bound and be dropped. The kept
 //! blocks are bounded in bytes (a quarter of the memory budget, besides it);
-//! past that a copy is dropped, and counted. So every copy due is made,
-//! pending, or counted dropped.
+//! past that a copy is kept by its id alone ([`OWED_MAX`] of them, a few
+//! bytes each), and its bytes are looked for in the in-memory cache when it
+//! is published again: blocks loaded during an outage are the most recently
+//! used, so the in-memory cache usually still has them. Only one it no
+//! longer has (or past the bound on ids) is dropped, and counted. So every
+//! copy due is made, pending, or counted dropped.
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -49,18 +53,26 @@ pub(super) struct Tier {
     pub(super) health: TierHealth,
     /// Blocks whose publish failed or was put off, to publish again.
     pending: Mutex<Pending>,
-    /// Bytes `pending` may hold; past that copies are dropped (counted).
+    /// Bytes `pending` may hold; past that copies are kept by id only.
     pending_cap: u64,
+    /// The engine's in-memory cache, where the bytes of a copy kept by id
+    /// are looked for.
+    memory: moka::future::Cache<BlockId, Bytes>,
     /// The engine's background tasks (publishes run there).
     background: tokio_util::task::TaskTracker,
 }
 
-/// Copies waiting to be made, oldest first, and their bytes.
+/// Copies waiting to be made, oldest first, with their bytes where they fit
+/// the bound (`None`: owed by id, the bytes to be found in memory), and the
+/// bytes held.
 #[derive(Default)]
 struct Pending {
-    blocks: std::collections::VecDeque<(BlockId, Bytes)>,
+    blocks: std::collections::VecDeque<(BlockId, Option<Bytes>)>,
     bytes: u64,
 }
+
+/// Copies kept by their id alone, past the bound on kept bytes, at most.
+pub(super) const OWED_MAX: usize = 4096;
 
 impl Tier {
     pub(super) fn new(
@@ -68,6 +80,7 @@ impl Tier {
         publish_slots: usize,
         pending_cap: u64,
         background: tokio_util::task::TaskTracker,
+        memory: moka::future::Cache<BlockId, Bytes>,
     ) -> Self {
         Tier {
             store,
@@ -79,6 +92,7 @@ impl Tier {
             health: TierHealth::default(),
             pending: Mutex::default(),
             pending_cap,
+            memory,
             background,
         }
     }
@@ -144,8 +158,8 @@ impl Tier {
         }
     }
 
-    /// Keep a copy to make later, or count it dropped if the kept copies
-    /// would pass their bound. A second copy of a block already kept is not
+    /// Keep a copy to make later: with its bytes while they fit the bound,
+    /// else by its id (see the module docs), else count it dropped. A second copy of a block already kept is not
     /// kept again (it would only hold the same bytes twice against the
     /// bound, and crowd other blocks out): it is counted as made and found
     /// already there, as its publish would have been after the first one's,
@@ -159,12 +173,16 @@ impl Tier {
                 if pending.blocks.iter().any(|(kept, _)| *kept == id) {
                     return Keeping::Twin;
                 }
-                if pending.bytes + len > self.pending_cap {
-                    return Keeping::Dropped;
+                if pending.bytes + len <= self.pending_cap {
+                    pending.bytes += len;
+                    pending.blocks.push_back((id, Some(data)));
+                    return Keeping::Kept;
                 }
-                pending.bytes += len;
-                pending.blocks.push_back((id, data));
-                Keeping::Kept
+                if pending.blocks.len() < OWED_MAX {
+                    pending.blocks.push_back((id, None));
+                    return Keeping::Kept;
+                }
+                Keeping::Dropped
             })
             .unwrap_or(Keeping::Dropped);
         match kept {
@@ -198,20 +216,43 @@ impl Tier {
 
     /// [`republish`](Self::republish) for the `n` oldest kept copies.
     fn republish_up_to(self: &Arc<Self>, n: usize) {
-        let copies: Vec<(BlockId, Bytes)> = self
+        let copies: Vec<(BlockId, Option<Bytes>)> = self
             .pending
             .lock()
             .map(|mut pending| {
                 let n = n.min(pending.blocks.len());
                 let taken: Vec<_> = pending.blocks.drain(..n).collect();
-                pending.bytes -= taken.iter().map(|(_, d)| d.len() as u64).sum::<u64>();
+                pending.bytes -= taken
+                    .iter()
+                    .filter_map(|(_, d)| d.as_ref())
+                    .map(|d| d.len() as u64)
+                    .sum::<u64>();
                 taken
             })
             .unwrap_or_default();
         for (id, data) in copies {
-            self.stats.publish_retried.fetch_add(1, Ordering::Relaxed);
-            self.publish(id, data, false);
+            match data {
+                Some(data) => self.publish_again(id, data),
+                // Owed by id: its bytes from memory, if they are still there.
+                None => {
+                    let tier = self.clone();
+                    self.background.spawn(async move {
+                        match tier.memory.get(&id).await {
+                            Some(data) => tier.publish_again(id, data),
+                            None => {
+                                tier.stats.publish_dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    });
+                }
+            }
         }
+    }
+
+    /// Publish a kept copy again.
+    fn publish_again(self: &Arc<Self>, id: BlockId, data: Bytes) {
+        self.stats.publish_retried.fetch_add(1, Ordering::Relaxed);
+        self.publish(id, data, false);
     }
 
     /// Copies kept and not made yet.
@@ -426,9 +467,12 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use bytes::Bytes;
+    use moka::future::Cache;
+    use tokio_util::task::TaskTracker;
 
     use super::Tier;
     use crate::BlockId;
+    use crate::store::{BlockStore, Lookup};
     use crate::testing::MemoryStore;
 
     fn id(index: u64) -> BlockId {
@@ -438,26 +482,61 @@ mod tests {
         }
     }
 
+    fn count(c: &std::sync::atomic::AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+
+    /// A tier over `store` keeping at most 8 bytes of copies.
+    fn tier(store: Arc<MemoryStore>, memory: &Cache<BlockId, Bytes>) -> (Arc<Tier>, TaskTracker) {
+        let background = TaskTracker::new();
+        let tier = Tier::new(store, 4, 8, background.clone(), memory.clone());
+        (Arc::new(tier), background)
+    }
+
     /// A block fetched twice while its first copy waits is kept once, and
-    /// the second copy is counted as found (its duplicate fetch is seen);
-    /// past the bound a copy is counted dropped.
+    /// the second copy is counted as found (its duplicate fetch is seen).
     #[test]
     fn a_second_copy_of_a_kept_block_is_counted_not_kept() {
-        let tier = Tier::new(
-            Arc::new(MemoryStore::new("shared")),
-            1,
-            8,
-            tokio_util::task::TaskTracker::new(),
-        );
+        let (tier, _) = tier(Arc::new(MemoryStore::new("shared")), &Cache::new(1));
         let four = Bytes::from_static(b"four");
         tier.keep(id(0), four.clone());
         tier.keep(id(0), four.clone());
-        tier.keep(id(1), four.clone());
-        tier.keep(id(2), four);
-        let count = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        tier.keep(id(1), four);
         assert_eq!(tier.pending_len(), 2);
         assert_eq!(count(&tier.stats.publish_found), 1);
         assert_eq!(count(&tier.stats.publishes), 1);
+        assert_eq!(count(&tier.stats.publish_dropped), 0);
+    }
+
+    /// Past the bound on kept bytes a copy is kept by its id; made again, its
+    /// bytes come from the in-memory cache, and one no longer there is
+    /// counted dropped. Past the bound on ids a copy is dropped at once.
+    #[tokio::test]
+    async fn past_the_bound_copies_are_owed_by_id_and_made_from_memory() {
+        let memory = Cache::new(16);
+        let store = Arc::new(MemoryStore::new("shared"));
+        let (tier, background) = tier(store.clone(), &memory);
+        let four = Bytes::from_static(b"four");
+        for i in 0..4 {
+            tier.keep(id(i), four.clone());
+        }
+        assert_eq!(tier.pending_len(), 4, "two with their bytes, two by id");
+        memory.insert(id(2), four.clone()).await;
+        tier.republish();
+        background.close();
+        background.wait().await;
+        let made = |i| matches!(store.get(&id(i), 4), Ok(Lookup::Hit(_)));
+        for i in 0..3 {
+            assert!(made(i), "block {i} made");
+        }
+        assert!(!made(3), "block 3 was no longer in memory");
+        assert_eq!(count(&tier.stats.publish_retried), 3);
         assert_eq!(count(&tier.stats.publish_dropped), 1);
+        assert_eq!(tier.pending_len(), 0);
+        for i in 0..super::OWED_MAX as u64 + 3 {
+            tier.keep(id(100 + i), four.clone());
+        }
+        assert_eq!(tier.pending_len(), super::OWED_MAX as u64);
+        assert_eq!(count(&tier.stats.publish_dropped), 1 + 3);
     }
 }
