@@ -28,7 +28,7 @@
 //!
 //! A call the store answers "unusable" is *refused*; each refusal is counted
 //! and logged at debug level (target `inputfs_store::refused`) with the
-//! monotonic-clock span of the call (`setup`), so a test can prove no call was
+//! monotonic-clock span of the call (`cache_dir`), so a test can prove no call was
 //! refused while the directory was there.
 //!
 //! Setting up never creates `DIR`, and creates the root only while `DIR` is on
