@@ -136,15 +136,16 @@ impl Publisher {
     }
 
     /// Move the closed temp file to its final name: link (or rename), treating
-    /// "already there" as success. Retries once if something vanished in
-    /// between: the object's directory (evicted by another worker) or the
-    /// temp file itself (the cache directory was removed and made again while
-    /// the block was written: on a slow network mount a publish takes long
-    /// enough for that to matter). If the retry finds its object's directory
-    /// gone again while the cache directory is intact, the object was evicted
-    /// under it twice: that is a lost race, not a failing tier. Something
-    /// other than a regular file at the final name (planted by someone) is
-    /// removed, never followed, and the block placed.
+    /// "already there" as success. Tries again ([`PLACE_TRIES`] in all) if
+    /// something vanished in between: the object's directory (evicted by
+    /// another worker) or the temp file itself (the cache directory was
+    /// removed and made again while the block was written: on a slow network
+    /// mount a publish takes long enough for that to matter). If the last try
+    /// finds its object's directory gone again while the cache directory is
+    /// intact, the object was evicted under it every time: that is a lost
+    /// race, not a failing tier. Something other than a regular file at the
+    /// final name (planted by someone) is removed, never followed, and the
+    /// block placed.
     fn place<'a>(
         &self,
         cd: &CacheDir,
@@ -156,8 +157,8 @@ impl Publisher {
     ) -> Result<Placed, StoreError> {
         let final_rel = parts.final_rel;
         let shown = || at.display(final_rel);
-        for attempt in 0..2 {
-            let retry = attempt == 0;
+        for attempt in 1..=PLACE_TRIES {
+            let retry = attempt < PLACE_TRIES;
             if !self.no_links.load(Ordering::Relaxed) {
                 match at.link(&tmp.rel, final_rel) {
                     Ok(()) => return Ok(Placed::New), // the guard unlinks the temp name
@@ -283,6 +284,15 @@ fn write_temp<'a>(
     Ok(tmp)
 }
 
+/// Tries of a placement. A small shared cache under many workers evicts the
+/// directory a block is being placed into again and again (another worker
+/// makes it anew in between, so a look after a failed try can find it there
+/// although the try lost to an eviction): two tries were not always enough,
+/// and the last failure counted as a failing tier (`stress_on_smb` saw one
+/// warning more than its removals, 5 s after the last one). As many as
+/// `ensure_dir` gives a `mkdir` for the same race.
+const PLACE_TRIES: usize = 4;
+
 /// Whether a placement failed because a name on the way vanished (or was
 /// replaced by something that is not a directory).
 fn vanished(e: &io::Error) -> bool {
@@ -316,7 +326,7 @@ fn evicted_under(
         && cd.missing_dir().is_none()
 }
 
-/// Before the one retry of [`Publisher::place`]: make the object's directory
+/// Before another try of [`Publisher::place`]: make the object's directory
 /// again, and the temp file if it went with a removed cache directory. The
 /// placement's journal time is taken anew.
 fn make_again<'a>(
