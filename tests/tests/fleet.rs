@@ -132,6 +132,13 @@ fn run_fleet(mut shared: SharedDir) {
         .iter()
         .map(|log| inputfs_tests::tier_copies(log, "shared", "dropped"))
         .sum();
+    // A copy still owed at unmount to a shared tier that kept failing (an
+    // SMB client answering EIO for seconds, say): that worker fetched
+    // without the shared tier, and its publish never looked.
+    let pending: u64 = logs
+        .iter()
+        .map(|log| inputfs_tests::tier_copies(log, "shared", "pending"))
+        .sum();
     // A request asked again after an error or a timeout is one more GET of
     // its range, counted by the worker that repeated it.
     let repeated: u64 = logs
@@ -166,12 +173,12 @@ fn run_fleet(mut shared: SharedDir) {
         server.get_requests()
     );
     // A duplicate whose shared copy was dropped (never published) is not
-    // seen by a publish: it is counted as dropped instead; a request asked
-    // again is counted by its worker as repeated.
+    // seen by a publish: it is counted as dropped (or pending) instead; a
+    // request asked again is counted by its worker as repeated.
     assert!(
-        duplicates <= found + dropped + repeated,
+        duplicates <= found + dropped + pending + repeated,
         "{}: {duplicates} duplicate fetches ({:?}), {found} counted by the workers ({dropped} \
-         dropped, {repeated} repeated); what the workers said:\n{}",
+         dropped, {pending} pending, {repeated} repeated); what the workers said:\n{}",
         shared.kind(),
         by_range.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>(),
         logs.iter()

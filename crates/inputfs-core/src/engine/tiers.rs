@@ -159,11 +159,13 @@ impl Tier {
     }
 
     /// Keep a copy to make later: with its bytes while they fit the bound,
-    /// else by its id (see the module docs), else count it dropped. A second copy of a block already kept is not
-    /// kept again (it would only hold the same bytes twice against the
-    /// bound, and crowd other blocks out): it is counted as made and found
-    /// already there, as its publish would have been after the first one's,
-    /// which is how a duplicate fetch is counted.
+    /// else by its id (see the module docs), else count it dropped. A second
+    /// copy of a block already kept is not kept again (it would only hold the
+    /// same bytes twice against the bound, and crowd other blocks out): it is
+    /// counted as made and found already there, as its publish would have
+    /// been after the first one's, which is how a duplicate fetch is counted.
+    /// (Finding a twin is a scan of the kept copies, at most [`OWED_MAX`]
+    /// ids, and runs only when a publish failed or was put off.)
     fn keep(&self, id: BlockId, data: Bytes) {
         let len = data.len() as u64;
         let kept = self
