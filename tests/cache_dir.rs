@@ -49,7 +49,7 @@ pub fn tier_copies(log: &str, tier: &str, what: &str) -> u64 {
         .unwrap_or_else(|| panic!("no `N {what}` in {line:?}"))
 }
 
-/// The `N <what>` of the `origin: N block reads, N requests repeated, N
+/// The `N <what>` of the `origin: N block reads, N bytes, N requests repeated, N
 /// failed` line a mount logs at unmount.
 pub fn origin_summary(log: &str, what: &str) -> u64 {
     let line = log

@@ -38,6 +38,8 @@ pub const ORIGIN_BYTES: &str = "inputfs_origin_bytes_total";
 pub const ORIGIN_ERRORS: &str = "inputfs_origin_errors_total";
 pub const ORIGIN_THROTTLED: &str = "inputfs_origin_throttled_total";
 pub const ORIGIN_RETRIES: &str = "inputfs_origin_retries_total";
+pub const READAHEAD_BLOCKS: &str = "inputfs_readahead_blocks_total";
+pub const READAHEAD_CANCELLED: &str = "inputfs_readahead_cancelled_total";
 pub const EVICTIONS: &str = "inputfs_evictions_total";
 pub const EVICTED_BYTES: &str = "inputfs_evicted_bytes_total";
 pub const CACHE_USED_BYTES: &str = "inputfs_cache_used_bytes";
@@ -211,6 +213,18 @@ pub const ALL: &[Metric] = &[
         Counter,
         false,
         "Origin requests made again for a range already asked for (after an error or a timeout)",
+    ),
+    m(
+        READAHEAD_BLOCKS,
+        Counter,
+        false,
+        "Blocks loaded ahead of a reader's stream (found in a tier or fetched)",
+    ),
+    m(
+        READAHEAD_CANCELLED,
+        Counter,
+        false,
+        "Readahead loads cancelled in flight because their stream was abandoned",
     ),
     m(
         EVICTIONS,

@@ -205,9 +205,10 @@ pub struct CacheArgs {
         default_value = "256MiB"
     )]
     pub memory_budget: ByteSize,
-    /// Largest readahead window of one sequentially read file (how many bytes
-    /// of blocks ahead of the reader are fetched in parallel); at most a
-    /// quarter of --memory-budget is used.
+    /// Largest readahead window of one stream of sequential reads (how many
+    /// bytes of blocks ahead of the reader are fetched in parallel); a stream
+    /// earns its window as it reads (a quarter of what it has read), and at
+    /// most a quarter of --memory-budget is used.
     #[arg(
         long,
         value_name = "SIZE",

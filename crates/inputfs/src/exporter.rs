@@ -176,6 +176,8 @@ impl Scrape {
         counter!(names::ORIGIN_ERRORS).absolute(s.origin_errors);
         counter!(names::ORIGIN_THROTTLED).absolute(self.sources.throttling.count());
         counter!(names::ORIGIN_RETRIES).absolute(self.sources.retries.count());
+        counter!(names::READAHEAD_BLOCKS).absolute(s.readahead_blocks);
+        counter!(names::READAHEAD_CANCELLED).absolute(s.readahead_cancelled);
 
         let memory = names::TIER_MEMORY;
         counter!(names::TIER_HITS, names::TIER => memory).absolute(s.memory.hits);

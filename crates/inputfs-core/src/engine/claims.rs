@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio_util::task::TaskTracker;
 
 use super::Engine;
 use super::tiers::{Op, Tier};
@@ -33,8 +34,39 @@ const MAX_POLL: Duration = Duration::from_millis(50);
 pub(super) enum Outcome {
     /// Another worker published the block to the tier at `depth` while we waited.
     Published { depth: usize, data: Bytes },
-    /// Fetch from the origin; `claimed` is the tier whose claim we hold, if any.
-    Fetch { claimed: Option<Arc<Tier>> },
+    /// Fetch from the origin; `claimed` is the claim we hold, if any.
+    Fetch { claimed: Option<HeldClaim> },
+}
+
+/// A claim this worker holds on a tier while it fetches. Dropped, it is
+/// released in the background, so a load that fails or is cancelled (an
+/// abandoned readahead) does not leave the fleet waiting for it to expire;
+/// [`hand_over`](Self::hand_over) gives it to the publish that releases it.
+pub(super) struct HeldClaim {
+    tier: Option<Arc<Tier>>,
+    id: BlockId,
+    background: TaskTracker,
+}
+
+impl HeldClaim {
+    /// The tier the claim is on, for the publish that will release it.
+    pub(super) fn hand_over(mut self) -> Option<Arc<Tier>> {
+        self.tier.take()
+    }
+}
+
+impl Drop for HeldClaim {
+    fn drop(&mut self) {
+        let Some(tier) = self.tier.take() else {
+            return;
+        };
+        // Outside a runtime (the daemon exiting) the claim expires by itself.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let id = self.id;
+            self.background
+                .spawn_blocking(move || tier.store.release(&id));
+        }
+    }
 }
 
 impl Engine {
@@ -47,23 +79,36 @@ impl Engine {
         for (depth, tier) in self.tiers.iter().enumerate() {
             match self.try_claim(tier, id).await {
                 Claim::Unsupported => continue,
-                Claim::Acquired => return self.recheck(depth, tier, id, len).await,
+                Claim::Acquired => {
+                    let held = self.held(tier, id);
+                    return self.recheck(depth, held, id, len).await;
+                }
                 Claim::Held => return self.wait_for(depth, tier, id, len).await,
             }
         }
         Outcome::Fetch { claimed: None }
     }
 
+    /// A claim just acquired on `tier`, released if dropped.
+    fn held(&self, tier: &Arc<Tier>, id: BlockId) -> HeldClaim {
+        HeldClaim {
+            tier: Some(tier.clone()),
+            id,
+            background: self.background.clone(),
+        }
+    }
+
     /// Having just won the claim, look once more: the previous holder may have
-    /// published and released between our miss and our claim.
-    async fn recheck(&self, depth: usize, tier: &Arc<Tier>, id: BlockId, len: u64) -> Outcome {
-        match self.tier_get(tier, id, len, false).await {
-            Some(data) => {
-                self.release(tier, id);
-                Outcome::Published { depth, data }
-            }
+    /// published and released between our miss and our claim (the claim is
+    /// released then, by dropping it).
+    async fn recheck(&self, depth: usize, held: HeldClaim, id: BlockId, len: u64) -> Outcome {
+        let Some(tier) = held.tier.clone() else {
+            return Outcome::Fetch { claimed: None };
+        };
+        match self.tier_get(&tier, id, len, false).await {
+            Some(data) => Outcome::Published { depth, data },
             None => Outcome::Fetch {
-                claimed: Some(tier.clone()),
+                claimed: Some(held),
             },
         }
     }
@@ -83,7 +128,10 @@ impl Engine {
             // then take the claim over, so the rest of the fleet waits for us.
             match self.try_claim(tier, id).await {
                 Claim::Held => {}
-                Claim::Acquired => return self.recheck(depth, tier, id, len).await,
+                Claim::Acquired => {
+                    let held = self.held(tier, id);
+                    return self.recheck(depth, held, id, len).await;
+                }
                 Claim::Unsupported => return Outcome::Fetch { claimed: None },
             }
             if tokio::time::Instant::now() >= deadline {

@@ -19,6 +19,7 @@
 mod claims;
 mod plain;
 mod readahead;
+mod reader;
 mod stats;
 mod tier_health;
 #[cfg(all(test, feature = "shuttle"))]
@@ -32,6 +33,7 @@ mod observe_tests;
 #[cfg(test)]
 mod tests;
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -48,8 +50,11 @@ use crate::object::{CacheKey, ObjectId};
 use crate::source::Source;
 use crate::store::BlockStore;
 
-pub use readahead::Readahead;
-pub use stats::{MemorySnapshot, MemoryStats, OriginStats, StatsSnapshot, TierSnapshot};
+pub use readahead::{MAX_STREAMS, Plan, Readahead, StreamId, WASTE_DIVISOR};
+pub use reader::FileReader;
+pub use stats::{
+    MemorySnapshot, MemoryStats, OriginStats, ReadaheadStats, StatsSnapshot, TierSnapshot,
+};
 pub use warm::{WarmSummary, WarmTarget};
 
 const MIB: u64 = 1 << 20;
@@ -131,6 +136,7 @@ pub struct Engine {
     config: EngineConfig,
     origin: OriginStats,
     memory_stats: MemoryStats,
+    readahead: ReadaheadStats,
     background: TaskTracker,
     /// URLs already reported as changed since they were pinned.
     changed: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -183,6 +189,7 @@ impl Engine {
             config,
             origin: OriginStats::default(),
             memory_stats: MemoryStats::default(),
+            readahead: ReadaheadStats::default(),
             background,
             changed: Default::default(),
             origin_failing: Episode::default(),
@@ -213,11 +220,7 @@ impl Engine {
         // the reader gets there (at 128 MiB over a 64 MiB cache the sweep lost
         // a third of the throughput, docs/PERFORMANCE.md).
         let window = self.config.max_readahead.min(self.config.memory_budget / 4);
-        FileReader {
-            engine: self.clone(),
-            object,
-            readahead: std::sync::Mutex::new(Readahead::new(window)),
-        }
+        FileReader::new(self.clone(), object, window)
     }
 
     /// Read `len` bytes at `offset` (clamped to the object's end) with no readahead.
@@ -335,14 +338,16 @@ impl Engine {
     }
 
     /// Log what was asked of the origin (at unmount), in one line: `origin:
-    /// N block reads, N requests repeated, N failed`. `repeated` is what the
+    /// N block reads, N bytes, N requests repeated, N failed` (the reads
+    /// include a read's lead-in, part of one block: `reader`). `repeated` is what the
     /// source's retry wrapper counted ([`Retries`](crate::Retries)): each is
     /// one more request for a range already asked for.
     pub fn report_origin(&self, repeated: u64) {
         let stats = self.stats();
         tracing::info!(
-            "origin: {} block reads, {repeated} requests repeated, {} failed",
+            "origin: {} block reads, {} bytes, {repeated} requests repeated, {} failed",
             stats.origin_requests,
+            stats.origin_bytes,
             stats.origin_errors
         );
     }
@@ -360,6 +365,8 @@ impl Engine {
             origin_requests: self.origin.requests.load(Ordering::Relaxed),
             origin_bytes: self.origin.bytes.load(Ordering::Relaxed),
             origin_errors: self.origin.errors.load(Ordering::Relaxed),
+            readahead_blocks: self.readahead.blocks.load(Ordering::Relaxed),
+            readahead_cancelled: self.readahead.cancelled.load(Ordering::Relaxed),
             memory: MemorySnapshot {
                 hits: self.memory_stats.hits.load(Ordering::Relaxed),
                 misses: self.memory_stats.misses.load(Ordering::Relaxed),
@@ -430,40 +437,39 @@ impl Engine {
             }
             claims::Outcome::Fetch { claimed } => claimed,
         };
-        let fetched = self.fetch_origin(&obj, index, len).await;
-        match &fetched {
-            Ok(data) => {
-                Self::trace_found(trace, warm::Found::Origin);
-                for (depth, tier) in self.tiers.iter().enumerate() {
-                    let holds_claim = claimed.as_ref().is_some_and(|c| Arc::ptr_eq(c, tier));
-                    // A block fetched ahead of a sequential reader, with this
-                    // worker's claim on the shared tier (so its publish there
-                    // is never skipped): the local copy waits for the plain
-                    // file (`local_copy_deferred`).
-                    if sequential && claimed.is_some() && self.local_copy_deferred(depth) {
-                        continue;
-                    }
-                    self.publish_to(depth, id, data.clone(), holds_claim, trace)
-                        .await;
+        let fetched = self.fetch_origin(&obj, index).await;
+        // A claim not handed over is released as it is dropped.
+        if let Ok(data) = &fetched {
+            Self::trace_found(trace, warm::Found::Origin);
+            let claimed = claimed.and_then(claims::HeldClaim::hand_over);
+            for (depth, tier) in self.tiers.iter().enumerate() {
+                let holds_claim = claimed.as_ref().is_some_and(|c| Arc::ptr_eq(c, tier));
+                // A block fetched ahead of a sequential reader, with this
+                // worker's claim on the shared tier (so its publish there
+                // is never skipped): the local copy waits for the plain
+                // file (`local_copy_deferred`).
+                if sequential && claimed.is_some() && self.local_copy_deferred(depth) {
+                    continue;
                 }
-            }
-            Err(_) => {
-                if let Some(tier) = &claimed {
-                    self.release(tier, id);
-                }
+                self.publish_to(depth, id, data.clone(), holds_claim, trace)
+                    .await;
             }
         }
         fetched
     }
 
     /// Read a block from the origin, counting it.
-    async fn fetch_origin(&self, obj: &Object, index: u64, len: u64) -> Result<Bytes> {
-        self.origin.requests.fetch_add(1, Ordering::Relaxed);
-        let data = match self
-            .source
-            .get_range(&obj.id, obj.layout.block_range(index))
+    async fn fetch_origin(&self, obj: &Object, index: u64) -> Result<Bytes> {
+        self.get_origin(obj, index, obj.layout.block_range(index))
             .await
-        {
+    }
+
+    /// Read `range` of block `index` (all of it, or a lead-in) from the
+    /// origin, counting it; a response of another length is an error.
+    async fn get_origin(&self, obj: &Object, index: u64, range: Range<u64>) -> Result<Bytes> {
+        let len = range.end - range.start;
+        self.origin.requests.fetch_add(1, Ordering::Relaxed);
+        let data = match self.source.get_range(&obj.id, range).await {
             Ok(d) => {
                 if self.origin_failing.succeeded() {
                     tracing::info!("origin reads succeed again");
@@ -531,45 +537,5 @@ impl Engine {
             }
             self.publish_to(upper, id, data.clone(), false, trace).await;
         }
-    }
-}
-
-/// One open file: reads through the engine with its own readahead.
-pub struct FileReader {
-    engine: Arc<Engine>,
-    object: Arc<Object>,
-    readahead: std::sync::Mutex<Readahead>,
-}
-
-impl FileReader {
-    /// The object being read.
-    pub fn object(&self) -> &Arc<Object> {
-        &self.object
-    }
-
-    /// Read `len` bytes at `offset`, prefetching ahead when the reads are sequential.
-    pub async fn read(&self, offset: u64, len: u64) -> Result<Bytes> {
-        let prefetch = self
-            .readahead
-            .lock()
-            .map(|mut ra| ra.on_read(offset, len, &self.object.layout))
-            .unwrap_or(0..0);
-        for index in prefetch {
-            let need = self.object.layout.block_len(index).div_ceil(1024) as usize;
-            // Readahead only uses budget that is free: it never makes a demand read wait.
-            if self.engine.inflight_free_kib() < need {
-                break;
-            }
-            let engine = self.engine.clone();
-            let object = self.object.clone();
-            tokio::spawn(async move {
-                engine.prefetch(&object, index).await;
-            });
-        }
-        let data = self.engine.read(&self.object, offset, len).await?;
-        self.object
-            .served
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        Ok(data)
     }
 }

@@ -11,6 +11,14 @@ pub struct OriginStats {
     pub errors: AtomicU64,
 }
 
+/// Counters of readahead: blocks asked for ahead of a stream, and loads of
+/// them cancelled because the stream was abandoned (forgotten or closed).
+#[derive(Debug, Default)]
+pub struct ReadaheadStats {
+    pub blocks: AtomicU64,
+    pub cancelled: AtomicU64,
+}
+
 /// Counters of the in-memory block cache.
 #[derive(Debug, Default)]
 pub struct MemoryStats {
@@ -98,6 +106,11 @@ pub struct StatsSnapshot {
     pub origin_requests: u64,
     pub origin_bytes: u64,
     pub origin_errors: u64,
+    /// Blocks asked for ahead of a reader's stream (each is one load, which
+    /// finds the block in a tier or fetches it).
+    pub readahead_blocks: u64,
+    /// Readahead loads cancelled in flight: their stream was abandoned.
+    pub readahead_cancelled: u64,
     /// The in-memory block cache, above every tier.
     pub memory: MemorySnapshot,
     /// One entry per tier, in lookup order, with the tier's name.

@@ -608,3 +608,105 @@ async fn failed_publishes_past_the_kept_bound_are_made_from_memory_or_counted_dr
         "blocks 0 (kept), 2 (from memory) and 3 made; 1 dropped"
     );
 }
+
+/// A reader that has earned readahead over a slow origin closes: the loads
+/// still in flight are cancelled before their origin requests complete, the
+/// claims they held on the shared tier are released at once (not left to
+/// expire under the fleet), and a demand read that was waiting for one of
+/// those blocks loads it itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_handles_readahead_is_cancelled_and_its_claims_released() {
+    const BLOCK: u64 = 64 * KIB;
+    let mem = MemorySource::new();
+    let bytes = data(64 * BLOCK as usize);
+    let id = mem.insert("mem://bucket/obj", bytes.clone());
+    let origin = Arc::new(FaultySource::new(mem));
+    let shared = Arc::new(MemoryStore::with_claims("shared"));
+    let config = EngineConfig {
+        max_readahead: 1024 * KIB,
+        claim_timeout: Duration::from_secs(30),
+        ..config()
+    };
+    let engine = Engine::new(origin.clone(), vec![shared.clone()], config).unwrap();
+    let object = engine.object(id);
+    // Blocks 0..32 in memory; then the origin answers after 30 s.
+    engine.read(&object, 0, 32 * BLOCK).await.unwrap();
+    origin.set_delay(Duration::from_secs(30));
+    let reader = engine.reader(object.clone());
+    // 32 blocks read earn 8 blocks ahead (a quarter): 32..40, claimed and
+    // requested from the origin.
+    let got = reader.read(0, 32 * BLOCK).await.unwrap();
+    assert!(got[..] == bytes[..32 * BLOCK as usize]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while origin.calls() < 32 + 8 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readahead never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(engine.stats().readahead_blocks, 8);
+    // A demand read of block 33 (joining the readahead's load through the
+    // single-flight point if it gets there first).
+    let waiting = {
+        let (engine, object) = (engine.clone(), object.clone());
+        tokio::spawn(async move { engine.read(&object, 33 * BLOCK, 10).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    origin.set_delay(Duration::ZERO);
+    drop(reader);
+    // Far below the 30 s a leaked claim would hold it up for.
+    let got = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the demand read waited for the cancelled load's claim to expire")
+        .unwrap()
+        .unwrap();
+    assert!(got[..] == bytes[33 * BLOCK as usize..33 * BLOCK as usize + 10]);
+    assert!(engine.shutdown(Duration::from_secs(5)).await);
+    let stats = engine.stats();
+    assert_eq!(stats.readahead_cancelled, 8);
+    // Only the 32 blocks and the demand read's block 33 were ever answered.
+    assert_eq!(origin.inner().requests(), 33);
+    for index in 32..40 {
+        let block = BlockId {
+            key: object.key,
+            index,
+        };
+        // (Block 33's claim was the demand read's, released as it published.)
+        let claim = shared.claim(&block, Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            claim,
+            crate::store::Claim::Acquired,
+            "block {index}: the cancelled load's claim is still held"
+        );
+    }
+}
+
+/// A read that opens a stream in the second half of a block and runs into
+/// the next (the kernel's read-around of a fault on a mapped file) fetches
+/// only its lead-in of the first block, not the whole block, and caches
+/// nothing of it; the rest is read by whole blocks as always. A lead-in of a
+/// block that is cached is served from the cache.
+#[tokio::test]
+async fn a_lead_in_is_fetched_as_a_range_not_a_block() {
+    const BLOCK: u64 = 64 * KIB;
+    let r = rig(16 * BLOCK as usize);
+    let reader = r.engine.reader(r.object.clone());
+    // 48 KiB..80 KiB of a fault around 64 KiB: blocks 0 and 1, lead-in 48..64 KiB.
+    let got = reader.read(48 * KIB, 32 * KIB).await.unwrap();
+    assert!(got[..] == r.bytes[48 * KIB as usize..80 * KIB as usize]);
+    let stats = r.engine.stats();
+    assert_eq!(stats.origin_bytes, 16 * KIB + BLOCK, "lead-in + block 1");
+    // Block 0 read later is fetched whole, once.
+    r.check(0, BLOCK).await;
+    assert_eq!(r.engine.stats().origin_bytes, 16 * KIB + 2 * BLOCK);
+    // A lead-in of a cached block costs the origin nothing.
+    let reader = r.engine.reader(r.object.clone());
+    let got = reader.read(40 * KIB, 40 * KIB).await.unwrap();
+    assert!(got[..] == r.bytes[40 * KIB as usize..80 * KIB as usize]);
+    assert_eq!(r.engine.stats().origin_bytes, 16 * KIB + 2 * BLOCK);
+    // A read starting in the first half of its block is not a lead-in.
+    let reader = r.engine.reader(r.object.clone());
+    reader.read(4 * BLOCK + 10, BLOCK).await.unwrap();
+    assert_eq!(r.engine.stats().origin_bytes, 16 * KIB + 4 * BLOCK);
+}

@@ -454,15 +454,6 @@ fn put(tier: &Arc<Tier>, id: BlockId, data: &Bytes, holds_claim: bool) {
     }
 }
 
-impl Engine {
-    /// Give up a claim in the background (the fetch failed).
-    pub(super) fn release(&self, tier: &Arc<Tier>, id: BlockId) {
-        let tier = tier.clone();
-        self.background
-            .spawn_blocking(move || tier.store.release(&id));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
