@@ -91,6 +91,7 @@ impl FileReader {
         };
         let layout = &self.object.layout;
         let plan = ahead.planner.on_read(offset, len, layout);
+        tracing::trace!(offset, len, ?plan, "read planned");
         let blocks = layout.blocks_for(offset, len);
         let lead_in = (plan.opened
             && blocks.end - blocks.start >= 2

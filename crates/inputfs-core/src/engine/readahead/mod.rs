@@ -54,13 +54,19 @@
 //! read is extended by the kernel's readahead (up to `read_ahead_kb`, 1 MiB on
 //! inputfs mounts, past the end of what was asked), and a page fault on a
 //! mapped file reads around the faulting page (half of `read_ahead_kb` before
-//! it, half after). Those bytes look like the application's own, and are
-//! counted as such above: a stream that ends within 1 MiB of a block boundary
-//! pulls the next block for the kernel, and a mapped tensor that starts just
-//! after a block boundary pulls the block before it. `docs/PERFORMANCE.md`
-//! ("ML readers") measures what that costs each reader; a smaller
-//! `read_ahead_kb` would cut it but makes every sequential read come in smaller
-//! requests.
+//! it, half after), then reads ahead of the faults up to two windows. Those
+//! bytes look like the application's own, and are counted as such above.
+//! - Before a stream: the read-around of a tensor that starts just after a
+//!   block boundary reaches into the block before it. The `FileReader` fetches
+//!   such a read's *lead-in* (the part of a new stream's first read in the
+//!   second half of a block it runs out of) as a range, not the whole block.
+//! - Past a stream's end: the kernel's readahead (up to 2 MiB on a mapped
+//!   file) pulls the next block whole when a stream ends that close to a
+//!   boundary. Not avoided: the daemon cannot tell those requests from the
+//!   reader's. `docs/PERFORMANCE.md` ("ML readers") measures what it costs.
+//! - A smaller `read_ahead_kb` would shrink both, but every sequential read
+//!   would then come in requests that small (1 MiB ran 1.8x faster than
+//!   128 KiB through the daemon).
 //!
 //! # Why this shape
 //!
