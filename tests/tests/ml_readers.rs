@@ -11,9 +11,9 @@
 //! and the chunks the slice covers, each rounded out to 4 MiB blocks).
 //!
 //! The bound checked is the design's (issue 13): a sparse reader pulls at most
-//! 1.3x the blocks it needs (readahead may cost a quarter of what a stream
-//! read; the kernel's own readahead is counted too), with one worker and with
-//! four sharing one cache; whole-file readers pull each byte once.
+//! 1.3x the blocks it needs (a stream shorter than two blocks reads nothing
+//! ahead; the kernel's own readahead is counted too), with one worker and
+//! with four sharing one cache; whole-file readers pull each byte once.
 //!
 //! The libraries come from the package registry into `target/ml-venv`
 //! (`scripts/setup`); without them the test fails, saying so.

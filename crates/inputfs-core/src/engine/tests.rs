@@ -633,7 +633,8 @@ async fn a_closed_handles_readahead_is_cancelled_and_its_claims_released() {
     engine.read(&object, 0, 32 * BLOCK).await.unwrap();
     origin.set_delay(Duration::from_secs(30));
     let reader = engine.reader(object.clone());
-    // 32 blocks read earn 8 blocks ahead (a quarter): 32..40, claimed and
+    // 32 blocks read earn 16 blocks ahead (a half), of which the window (a
+    // quarter of the 2 MiB memory budget) allows 8: 32..40, claimed and
     // requested from the origin.
     let got = reader.read(0, 32 * BLOCK).await.unwrap();
     assert!(got[..] == bytes[..32 * BLOCK as usize]);

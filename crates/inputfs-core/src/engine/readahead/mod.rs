@@ -25,16 +25,23 @@
 //!   full. Threads reading their own regions of one file, or one reader
 //!   hopping between column chunks, are streams of their own.
 //! - **A window earned by what the stream has read.** A stream may have
-//!   fetched ahead, and not yet read, at most a quarter of the bytes it has
-//!   read ([`WASTE_DIVISOR`]), and never more than the largest window (the
-//!   mount's `--max-readahead`, bounded by the in-memory cache). Blocks it
-//!   fetched ahead and then jumped over without reading count against the same
-//!   budget for the rest of its life. So whatever a stream does (stops, jumps,
+//!   fetched ahead, and not yet read, at most half of the bytes it has read
+//!   ([`WASTE_DIVISOR`]), and never more than the largest window (the mount's
+//!   `--max-readahead`, bounded by the in-memory cache). Blocks it fetched
+//!   ahead and then jumped over without reading count against the same budget
+//!   for the rest of its life. So whatever a stream does (stops, jumps,
 //!   strides), the blocks it made the engine fetch that it never read are at
-//!   most **¼ of the bytes it read**, and the origin bytes of a reader are at
-//!   most 1.25x the blocks its reads touch, plus what the kernel's own
-//!   readahead adds (below). "Bytes read" counts only new ground: a read
-//!   behind a stream's end (a re-read, a backward scan) earns nothing.
+//!   most **½ of the bytes it read**, and a stream shorter than two blocks
+//!   (8 MiB at the default 4 MiB) fetches nothing ahead at all: the ranged
+//!   reads of ML readers (a Parquet column chunk, a tensor, an HDF5 chunk)
+//!   pull only the blocks they touch, plus what the kernel's own readahead
+//!   adds (below). "Bytes read" counts only new ground: a read behind a
+//!   stream's end (a re-read, a backward scan) earns nothing.
+//! - **Why ½, not less.** The window is also what keeps origin connections
+//!   busy for a sequential reader: with ¼, a cold 1 GiB read ran at 0.85x of
+//!   direct GETs with 16 in flight (the window reached its 64 MiB only after
+//!   256 MiB read); with ½ at 0.82–0.92x (`scripts/bench`, docs/PERFORMANCE.md,
+//!   "ML readers"). Larger fractions would lose the bound's point.
 //! - **Whole blocks ahead of the stream's frontier.** A block is fetched
 //!   ahead only when it fits the budget whole; the blocks a read touches are
 //!   the read's own (fetched by the demand read, never counted as readahead).
@@ -43,8 +50,8 @@
 //!   when it is closed (`FileReader`'s `Drop`).
 //!
 //! The ramp this gives a sequential reader, with 4 MiB blocks: the first
-//! block ahead after 16 MiB read, 4 ahead after 64 MiB, the full 64 MiB
-//! window after 256 MiB. Meanwhile the kernel's own readahead (1 MiB, set in
+//! block ahead after 8 MiB read, 4 ahead after 32 MiB, the full 64 MiB
+//! window after 128 MiB. Meanwhile the kernel's own readahead (1 MiB, set in
 //! `inputfs-fuse`'s `fs.rs`) asks for each next block ~1 MiB before the reader
 //! gets there, which keeps one fetch overlapping the reading from the start.
 //!
@@ -101,8 +108,8 @@ pub const MAX_STREAMS: usize = 16;
 pub const SLACK: u64 = 2 * MIB;
 
 /// A stream may have fetched ahead and not read at most `1 / WASTE_DIVISOR`
-/// of the bytes it has read.
-pub const WASTE_DIVISOR: u64 = 4;
+/// of the bytes it has read: a half (see the module docs for why).
+pub const WASTE_DIVISOR: u64 = 2;
 
 /// Which stream of an open file a read belonged to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

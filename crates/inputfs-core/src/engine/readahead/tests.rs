@@ -1,6 +1,6 @@
 //! The planner against the access patterns of real readers, and a property
 //! test of its bound: blocks asked for ahead that no read touches are at most
-//! a quarter of the bytes read, whatever the reads.
+//! half of the bytes read, whatever the reads.
 
 use std::collections::BTreeSet;
 
@@ -89,20 +89,16 @@ fn a_sequential_scan_ramps_to_the_full_window_and_fetches_each_block_once() {
         }
         off += MIB;
         if off == 300 * MIB {
-            // Past 256 MiB read, the whole 64 MiB window is asked for.
+            // Past 128 MiB read, the whole 64 MiB window is asked for.
             let ahead = sim.issued.iter().max().unwrap() + 1;
             assert_eq!(ahead * 4 * MIB, 300 * MIB + 64 * MIB);
         }
     }
-    assert_eq!(
-        first_ahead,
-        Some(16 * MIB),
-        "first block ahead after 16 MiB"
-    );
+    assert_eq!(first_ahead, Some(8 * MIB), "first block ahead after 8 MiB");
     let unique: BTreeSet<_> = sim.issued.iter().collect();
     assert_eq!(unique.len(), sim.issued.len(), "a block asked for twice");
-    // Every block but the first four was fetched ahead of the reader.
-    assert_eq!(sim.issued.len(), 256 - 4);
+    // Every block but the first two was fetched ahead of the reader.
+    assert_eq!(sim.issued.len(), 256 - 2);
     sim.assert_bound();
 }
 
@@ -132,13 +128,13 @@ fn interleaved_streams_each_get_their_own_window() {
 }
 
 #[test]
-fn a_stream_that_stops_costs_at_most_a_quarter_of_what_it_read() {
+fn a_stream_that_stops_costs_at_most_half_of_what_it_read() {
     let mut sim = Sim::new(4 * MIB, 1024 * MIB, 64 * MIB);
     sim.scan(0, 40 * MIB, MIB);
     // The reader stops; whatever was asked for ahead is all it can cost.
     let wasted = sim.wasted();
     assert!(wasted > 0, "a 40 MiB scan asked for nothing ahead");
-    assert!(wasted <= 10 * MIB, "{wasted}");
+    assert!(wasted <= 20 * MIB, "{wasted}");
     // Reads elsewhere (a new stream) do not make the old one ask for more.
     let before = sim.issued.len();
     sim.read(900 * MIB, 4 * KIB);
@@ -309,7 +305,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn blocks_fetched_ahead_and_never_read_are_at_most_a_quarter_of_the_bytes_read(
+    fn blocks_fetched_ahead_and_never_read_are_at_most_half_of_the_bytes_read(
         reads in reads(),
         block_kib in prop::sample::select(vec![64u64, 1024, 4096]),
         window_blocks in 0u64..32,
