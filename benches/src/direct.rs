@@ -99,6 +99,20 @@ impl Direct {
         })
     }
 
+    /// GET `range` of `key` once: how long it took, and the bytes.
+    pub fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<(Duration, Vec<u8>)> {
+        let path = Path::parse(key)?;
+        self.runtime.block_on(async {
+            let started = Instant::now();
+            let data = self
+                .store
+                .get_range(&path, range)
+                .await
+                .with_context(|| format!("GET {key}"))?;
+            Ok((started.elapsed(), data.to_vec()))
+        })
+    }
+
     /// GET every object of `want` (key -> (length, SHA-256)), `in_flight` at a
     /// time, checking each.
     pub fn read_all(

@@ -11,6 +11,8 @@
 //! | `small-files` | cold read of every small file, listing included (files/s) | `direct` GETs, same parallelism |
 //! | `https` | cold sequential read over https (nginx + private CA, same proxy), inputfs and direct only | `direct` over https |
 //! | `workers` | N mounts cold-reading the big object at once: wall time, origin bytes / size | N `direct` readers |
+//! | `ttfb` | cold open and 4 KiB `pread` in the middle of the big object: time to the first byte | one `direct` GET of the block holding it (one round trip plus the block's transfer); a GET of just the 4 KiB beside it |
+//! | `ml` | real ML readers (pyarrow, safetensors, h5py, tar shards, small files): origin bytes / what they need, time to first batch, total time (`ml`) | the same reader on a local copy; direct GETs for tar shards and small files |
 //!
 //! Before every warm or cold read, the page cache of the files involved (cache
 //! directories, baseline files) is evicted, so "warm local" means "from the
@@ -45,9 +47,11 @@ use crate::systems::{self, BIG_KEY, Mounted};
 
 mod fanout;
 mod https;
+mod ml;
+mod ttfb;
 mod warm;
 
-pub const ALL: [&str; 8] = [
+pub const ALL: [&str; 10] = [
     "cold",
     "warm-shared",
     "warm-local",
@@ -56,6 +60,8 @@ pub const ALL: [&str; 8] = [
     "small-files",
     "workers",
     "https",
+    "ttfb",
+    "ml",
 ];
 pub const PEERS: [&str; 2] = ["rclone", "s3fs"];
 
@@ -101,6 +107,8 @@ impl<'a> Bench<'a> {
                 "random" => self.random(),
                 "small-files" => self.small_files(),
                 "https" => self.https(),
+                "ttfb" => self.ttfb(),
+                "ml" => self.ml(),
                 _ => self.workers(),
             }
             .with_context(|| format!("scenario {id}"))?;
