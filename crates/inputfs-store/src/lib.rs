@@ -44,6 +44,7 @@ mod block_file;
 mod cache_dir;
 mod claim;
 mod dir;
+mod direct;
 mod error;
 mod exclusive;
 pub mod format;

@@ -39,7 +39,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 
@@ -52,6 +52,7 @@ use inputfs_core::{BlockId, BlockLayout, CacheKey};
 use crate::beneath::{Beneath, Found, Kind, Rel};
 use crate::block_file;
 use crate::cache_dir::CacheDir;
+use crate::direct::SequentialWriter;
 use crate::error::StoreError;
 use crate::fsutil::{self, FILE_MODE, ensure_dir, is_link_on_the_way};
 pub use crate::layout::PLAIN_NAME;
@@ -415,7 +416,7 @@ impl PlainFiles {
         let file = at
             .create_new(tmp, FILE_MODE)
             .map_err(|e| StoreError::io("create temp file", &shown(), e))?;
-        let mut out = BufWriter::with_capacity(1 << 20, &file);
+        let mut out = SequentialWriter::new(&file);
         let mut sums = Sums::new();
         for index in 0..layout.block_count() {
             let id = BlockId { key: *key, index };
@@ -428,9 +429,8 @@ impl PlainFiles {
                 Lookup::Miss | Lookup::Corrupt(_) => return Ok(None),
             }
         }
-        out.flush()
+        out.finish()
             .map_err(|e| StoreError::io("write", &shown(), e))?;
-        drop(out);
         file.sync_all()
             .map_err(|e| StoreError::io("fsync", &shown(), e))?;
         let made =

@@ -30,7 +30,7 @@
 
 use std::fs::File;
 use std::hash::{Hash, Hasher};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::IntoRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -40,6 +40,7 @@ use inputfs_core::store::Placed;
 
 use crate::beneath::{Beneath, Kind, Rel};
 use crate::cache_dir::CacheDir;
+use crate::direct::SequentialWriter;
 use crate::error::{StoreError, errno};
 use crate::format;
 use crate::fsutil::{self, FILE_MODE, ensure_dir, is_link_on_the_way};
@@ -276,9 +277,10 @@ fn write_temp<'a>(
         }
     };
     let shown = || at.display(&tmp.rel);
-    let mut w = &file;
+    let mut w = SequentialWriter::new(&file);
     w.write_all(header)
         .and_then(|()| w.write_all(data))
+        .and_then(|()| w.finish())
         .map_err(|e| StoreError::io("write", &shown(), e))?;
     close(file).map_err(|e| StoreError::io("close", &shown(), e))?;
     Ok(tmp)
