@@ -1,6 +1,7 @@
 //! The planner against the access patterns of real readers, and a property
 //! test of its bound: blocks asked for ahead that no read touches are at most
-//! half of the bytes read, whatever the reads.
+//! half of the bytes read (all of them, for streams from the start of the
+//! file), whatever the reads.
 
 use std::collections::BTreeSet;
 
@@ -17,6 +18,9 @@ struct Sim {
     issued: Vec<u64>,
     touched: BTreeSet<u64>,
     read: u64,
+    /// Of `read`, the bytes of streams that opened at offset 0.
+    read_from_start: u64,
+    from_start: BTreeSet<StreamId>,
     forgotten: Vec<StreamId>,
 }
 
@@ -28,6 +32,8 @@ impl Sim {
             issued: vec![],
             touched: BTreeSet::new(),
             read: 0,
+            read_from_start: 0,
+            from_start: BTreeSet::new(),
             forgotten: vec![],
         }
     }
@@ -43,8 +49,17 @@ impl Sim {
         assert!(plan.prefetch.end <= self.layout.block_count());
         self.issued.extend(plan.prefetch.clone());
         self.touched.extend(own);
-        self.read += offset.saturating_add(len).min(self.layout.object_size)
+        let bytes = offset.saturating_add(len).min(self.layout.object_size)
             - offset.min(self.layout.object_size);
+        self.read += bytes;
+        if let Some(id) = plan.stream {
+            if plan.opened && offset == 0 {
+                self.from_start.insert(id);
+            }
+            if self.from_start.contains(&id) {
+                self.read_from_start += bytes;
+            }
+        }
         self.forgotten.extend(plan.forgotten);
         plan
     }
@@ -67,12 +82,20 @@ impl Sim {
             .sum()
     }
 
+    /// What the planner may have fetched ahead and never had read: half of
+    /// what other streams read, and all that streams from the start read.
+    fn bound(&self) -> u64 {
+        (self.read - self.read_from_start) / WASTE_DIVISOR
+            + self.read_from_start / FROM_START_DIVISOR
+    }
+
     fn assert_bound(&self) {
         assert!(
-            self.wasted() <= self.read / WASTE_DIVISOR,
-            "{} bytes fetched ahead and never read, for {} bytes read",
+            self.wasted() <= self.bound(),
+            "{} bytes fetched ahead and never read, for {} bytes read ({} from the start)",
             self.wasted(),
-            self.read
+            self.read,
+            self.read_from_start
         );
     }
 }
@@ -94,11 +117,29 @@ fn a_sequential_scan_ramps_to_the_full_window_and_fetches_each_block_once() {
             assert_eq!(ahead * 4 * MIB, 300 * MIB + 64 * MIB);
         }
     }
-    assert_eq!(first_ahead, Some(8 * MIB), "first block ahead after 8 MiB");
+    assert_eq!(first_ahead, Some(4 * MIB), "first block ahead after 4 MiB");
     let unique: BTreeSet<_> = sim.issued.iter().collect();
     assert_eq!(unique.len(), sim.issued.len(), "a block asked for twice");
-    // Every block but the first two was fetched ahead of the reader.
-    assert_eq!(sim.issued.len(), 256 - 2);
+    // Every block but the first was fetched ahead of the reader.
+    assert_eq!(sim.issued.len(), 256 - 1);
+    sim.assert_bound();
+}
+
+#[test]
+fn a_scan_from_elsewhere_than_the_start_ramps_at_half_the_pace() {
+    let mut sim = Sim::new(4 * MIB, 1024 * MIB, 64 * MIB);
+    let start = 100 * MIB;
+    let mut first_ahead = None;
+    let mut off = start;
+    while off < 1024 * MIB {
+        let plan = sim.read(off, MIB);
+        if first_ahead.is_none() && !plan.prefetch.is_empty() {
+            first_ahead = Some(off + MIB - start);
+        }
+        off += MIB;
+    }
+    assert_eq!(first_ahead, Some(8 * MIB), "first block ahead after 8 MiB");
+    assert_eq!(sim.read_from_start, 0);
     sim.assert_bound();
 }
 
@@ -130,7 +171,7 @@ fn interleaved_streams_each_get_their_own_window() {
 #[test]
 fn a_stream_that_stops_costs_at_most_half_of_what_it_read() {
     let mut sim = Sim::new(4 * MIB, 1024 * MIB, 64 * MIB);
-    sim.scan(0, 40 * MIB, MIB);
+    sim.scan(200 * MIB, 40 * MIB, MIB);
     // The reader stops; whatever was asked for ahead is all it can cost.
     let wasted = sim.wasted();
     assert!(wasted > 0, "a 40 MiB scan asked for nothing ahead");
@@ -139,6 +180,22 @@ fn a_stream_that_stops_costs_at_most_half_of_what_it_read() {
     let before = sim.issued.len();
     sim.read(900 * MIB, 4 * KIB);
     assert_eq!(sim.issued.len(), before);
+}
+
+#[test]
+fn a_stream_from_the_start_that_stops_costs_at_most_what_it_read() {
+    let mut sim = Sim::new(4 * MIB, 1024 * MIB, 64 * MIB);
+    sim.scan(0, 40 * MIB, MIB);
+    let wasted = sim.wasted();
+    assert!(wasted > 20 * MIB, "{wasted}: no faster than other streams");
+    assert!(wasted <= 40 * MIB, "{wasted}");
+    // A header read at the start of the file (safetensors, HDF5's superblock:
+    // the kernel makes it 1 MiB) earns no whole block.
+    let mut sim = Sim::new(4 * MIB, 1024 * MIB, 64 * MIB);
+    sim.read(0, MIB);
+    sim.read(MIB, MIB);
+    sim.read(300 * MIB, MIB);
+    assert!(sim.issued.is_empty(), "asked for {:?}", sim.issued);
 }
 
 #[test]
@@ -305,7 +362,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn blocks_fetched_ahead_and_never_read_are_at_most_half_of_the_bytes_read(
+    fn blocks_fetched_ahead_and_never_read_are_bounded_by_the_bytes_read(
         reads in reads(),
         block_kib in prop::sample::select(vec![64u64, 1024, 4096]),
         window_blocks in 0u64..32,
@@ -320,8 +377,8 @@ proptest! {
             }
         }
         prop_assert!(
-            sim.wasted() <= sim.read / WASTE_DIVISOR,
-            "{} wasted for {} read", sim.wasted(), sim.read
+            sim.wasted() <= sim.bound(),
+            "{} wasted for {} read ({} from the start)", sim.wasted(), sim.read, sim.read_from_start
         );
     }
 }
