@@ -2,9 +2,13 @@
 //! no cache, using the same object_store S3 client inputfs uses, block-size ranged
 //! GETs and the same number in flight as inputfs's largest readahead window
 //! (max readahead / block size). Bytes are hashed in order as they complete, as
-//! a streaming reader would; nothing is written anywhere.
+//! a streaming reader would; nothing is written anywhere. The GETs run on the
+//! client's own runtime threads ([`CLIENT_THREADS`]) and the hashing on the
+//! caller's, so the client's CPU time is measured apart from the reader's, as
+//! a daemon's is.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -15,9 +19,12 @@ use object_store::path::Path;
 use object_store::{Certificate, ClientOptions, ObjectStore, ObjectStoreExt};
 use sha2::{Digest, Sha256};
 
+/// Name of the direct client's runtime threads.
+const CLIENT_THREADS: &str = "direct-client";
+
 /// A client to the origin (through the shaping proxy).
 pub struct Direct {
-    store: Box<dyn ObjectStore>,
+    store: Arc<dyn ObjectStore>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -34,7 +41,7 @@ impl Direct {
             .with_bucket_name(bucket)
             .build()
             .context("the direct S3 client")?;
-        Self::with_store(Box::new(store))
+        Self::with_store(Arc::new(store))
     }
 
     /// A plain HTTP(S) client for objects below `base_url`, trusting the CA in
@@ -48,15 +55,22 @@ impl Direct {
             .with_client_options(options)
             .build()
             .context("the direct https client")?;
-        Self::with_store(Box::new(store))
+        Self::with_store(Arc::new(store))
     }
 
-    fn with_store(store: Box<dyn ObjectStore>) -> Result<Direct> {
+    fn with_store(store: Arc<dyn ObjectStore>) -> Result<Direct> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .thread_name(CLIENT_THREADS)
             .enable_all()
             .build()?;
         Ok(Direct { store, runtime })
+    }
+
+    /// CPU time the client's runtime threads have used so far: the GETs run
+    /// there, the caller's thread only hashes (as a reader of a mount does).
+    pub fn client_cpu(&self) -> Duration {
+        crate::measure::own_threads_cpu(CLIENT_THREADS)
     }
 
     /// Read `key` (`len` bytes) in `block`-size ranged GETs, `in_flight` at a
@@ -70,14 +84,19 @@ impl Direct {
         in_flight: usize,
     ) -> Result<Duration> {
         let path = Path::parse(key)?;
-        let store = &self.store;
+        let handle = self.runtime.handle().clone();
         self.runtime.block_on(async {
             let started = Instant::now();
             let ranges = (0..len.div_ceil(block)).map(|i| i * block..((i + 1) * block).min(len));
             let mut parts = futures::stream::iter(ranges)
                 .map(|r| {
-                    let path = path.clone();
-                    async move { store.get_range(&path, r).await }
+                    let (path, store) = (path.clone(), self.store.clone());
+                    let get = handle.spawn(async move { store.get_range(&path, r).await });
+                    async move {
+                        get.await
+                            .map_err(|e| anyhow::anyhow!("a GET task: {e}"))?
+                            .map_err(anyhow::Error::from)
+                    }
                 })
                 .buffered(in_flight.max(1));
             let mut hasher = Sha256::new();

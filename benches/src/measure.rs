@@ -292,3 +292,62 @@ pub fn read_block_files(blocks: &[PathBuf], len: u64, sha: &str) -> Result<Durat
     }
     Ok(elapsed)
 }
+
+/// CPU time (user + system) process `pid` has used so far, exited threads
+/// included.
+pub fn process_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_of_stat(&stat)
+}
+
+/// CPU time used so far by this process's live threads whose name starts
+/// with `prefix` (the direct client's runtime threads, say).
+pub fn own_threads_cpu(prefix: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter(|stat| {
+            let name = stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')'));
+            name.is_some_and(|(n, _)| n.starts_with(prefix))
+        })
+        .filter_map(|stat| cpu_of_stat(&stat))
+        .sum()
+}
+
+/// utime + stime of a `/proc/.../stat` line (fields 14 and 15, counted after
+/// the command name, which may hold spaces and parentheses).
+fn cpu_of_stat(stat: &str) -> Option<Duration> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let per_sec = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&t| t > 0)? as u64;
+    Some(Duration::from_secs_f64(ticks as f64 / per_sec as f64))
+}
+
+/// The CPU time of `pid` once it has finished the work a read left it (a
+/// daemon publishes blocks and makes plain files after the reader is done):
+/// polled until it grows by less than 10 ms in 300 ms, for at most 30 s.
+pub fn settled_cpu(pid: u32) -> Option<Duration> {
+    let mut last = process_cpu(pid)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = process_cpu(pid)?;
+        if now.saturating_sub(last) < Duration::from_millis(10) {
+            return Some(now);
+        }
+        last = now;
+    }
+    Some(last)
+}
+
+/// CPU seconds per GiB of `bytes` for `cpu`.
+pub fn cpu_per_gib(cpu: Duration, bytes: u64) -> f64 {
+    cpu.as_secs_f64() / (bytes as f64 / (1u64 << 30) as f64)
+}

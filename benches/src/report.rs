@@ -125,6 +125,11 @@ fn fmt_ratio(r: Option<f64>) -> String {
     r.map_or("n/a".into(), |r| format!("{r:.2}x"))
 }
 
+/// CPU seconds per GiB a cell measured, if it did.
+fn cpu(c: &Cell) -> Option<f64> {
+    c.raw.get("cpu_s_per_gib").and_then(|v| v.as_f64())
+}
+
 fn fmt_rss(c: Option<&Cell>) -> String {
     match c.and_then(|c| c.peak_rss) {
         Some(b) => format!("{:.0}", b as f64 / (1u64 << 20) as f64),
@@ -198,6 +203,35 @@ pub fn markdown(title: &str, setup: &[(String, String)], rows: &[Row]) -> String
             fmt_rss(r.cells.get("rclone")),
             fmt_rss(r.cells.get("s3fs")),
         );
+    }
+    let with_cpu: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.cells.values().any(|c| cpu(c).is_some()))
+        .collect();
+    if !with_cpu.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nCPU seconds per GiB read, user + system: each daemon's from the start of the read until it settles (its publishes and plain-file copies included); the direct client's GET threads (hashing, which every reader does, excluded).\n"
+        );
+        let _ = writeln!(s, "| scenario | direct client | inputfs | rclone | s3fs |");
+        let _ = writeln!(s, "|---|---|---|---|---|");
+        for r in with_cpu {
+            let cell = |name: &str| {
+                r.cells
+                    .get(name)
+                    .and_then(cpu)
+                    .map_or("n/a".into(), |v| format!("{v:.2}"))
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} |",
+                r.title,
+                cell("baseline"),
+                cell("inputfs"),
+                cell("rclone"),
+                cell("s3fs")
+            );
+        }
     }
     let _ = writeln!(s, "\nBaselines:\n");
     for r in rows {

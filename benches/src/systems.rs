@@ -106,7 +106,13 @@ pub fn mount_inputfs_with(
 ) -> Result<Mounted> {
     let mut all = inputs.to_vec();
     all.extend_from_slice(args);
-    env.push(("INPUTFS_LOG".into(), "warn".into()));
+    // The daemons log warnings only; `BENCH_INPUTFS_LOG` sets another filter
+    // (e.g. `warn,inputfs_core::engine::reader=trace` shows every read's
+    // readahead plan in `<mountpoint>.stderr.log` under `--keep-work`).
+    env.push((
+        "INPUTFS_LOG".into(),
+        std::env::var("BENCH_INPUTFS_LOG").unwrap_or("warn".into()),
+    ));
     not_interrupted()?;
     Mount::start(mnt, &all, &env)
         .map(Mounted::Inputfs)

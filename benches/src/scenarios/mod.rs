@@ -131,15 +131,25 @@ impl<'a> Bench<'a> {
     fn timed_big(&self, m: &Mounted, evict_dirs: &[&Path]) -> Result<(Cell, Duration)> {
         evict(evict_dirs);
         self.st.server.reset_counts();
+        let before = m.pid().and_then(measure::process_cpu);
         let d = measure::read_sequential(&m.big(), self.st.size(), &self.st.big_sha)?;
+        let (origin_bytes, origin_gets) =
+            (self.st.server.get_bytes(), self.st.server.get_requests());
+        let cpu = match (m.pid(), before) {
+            (Some(pid), Some(before)) => {
+                measure::settled_cpu(pid).map(|c| c.saturating_sub(before))
+            }
+            _ => None,
+        };
         Ok((
             Cell {
                 value: self.mib_s(d),
                 peak_rss: m.peak_rss(),
                 raw: json!({
                     "secs": d.as_secs_f64(),
-                    "origin_bytes": self.st.server.get_bytes(),
-                    "origin_gets": self.st.server.get_requests(),
+                    "origin_bytes": origin_bytes,
+                    "origin_gets": origin_gets,
+                    "cpu_s_per_gib": cpu.map(|c| measure::cpu_per_gib(c, self.st.size())),
                 }),
             },
             d,
@@ -187,6 +197,7 @@ impl<'a> Bench<'a> {
         );
         if self.cfg.has_system("direct") {
             self.st.server.reset_counts();
+            let before = self.st.direct.client_cpu();
             let d = self
                 .st
                 .direct
@@ -202,7 +213,8 @@ impl<'a> Bench<'a> {
                 value: self.mib_s(d),
                 peak_rss: None,
                 raw: json!({"secs": d.as_secs_f64(), "origin_bytes": self.st.server.get_bytes(),
-                    "origin_gets": self.st.server.get_requests(), "in_flight": self.cfg.direct_in_flight()}),
+                    "origin_gets": self.st.server.get_requests(), "in_flight": self.cfg.direct_in_flight(),
+                    "cpu_s_per_gib": measure::cpu_per_gib(self.st.direct.client_cpu().saturating_sub(before), self.st.size())}),
             });
         }
         if self.cfg.has_system("inputfs") {
