@@ -36,6 +36,10 @@ pub enum Claim {
 
 /// A directory (or fake) of cached blocks. All methods block; call them off the
 /// async runtime's worker threads.
+/// Where [`BlockStore::make_plain_filled`] takes the blocks a store lacks:
+/// block and length in, its verified bytes out (`None`: nowhere).
+pub type FillBlock<'a> = dyn Fn(&BlockId, u64) -> Option<Bytes> + 'a;
+
 pub trait BlockStore: Send + Sync + 'static {
     /// Short name for logs and metrics ("local", "shared").
     fn name(&self) -> &str;
@@ -72,6 +76,21 @@ pub trait BlockStore: Send + Sync + 'static {
     /// store allows plain files; whether it is held that way now.
     fn make_plain(&self, _key: &CacheKey, _layout: &BlockLayout) -> Result<bool> {
         Ok(false)
+    }
+
+    /// [`make_plain`](Self::make_plain), taking each block that is not here
+    /// from `fill` (the tiers below, whose `get` verified what they give)
+    /// instead of giving up: the local copy of an object read whole is then
+    /// written once, as the plain file, not first as block files and then
+    /// again as the plain file.
+    fn make_plain_filled(
+        &self,
+        key: &CacheKey,
+        layout: &BlockLayout,
+        fill: &FillBlock<'_>,
+    ) -> Result<bool> {
+        let _ = fill;
+        self.make_plain(key, layout)
     }
 
     /// Whether this store holds complete objects as plain files (see
@@ -152,6 +171,14 @@ impl<T: BlockStore + ?Sized> BlockStore for std::sync::Arc<T> {
     }
     fn make_plain(&self, key: &CacheKey, layout: &BlockLayout) -> Result<bool> {
         (**self).make_plain(key, layout)
+    }
+    fn make_plain_filled(
+        &self,
+        key: &CacheKey,
+        layout: &BlockLayout,
+        fill: &FillBlock<'_>,
+    ) -> Result<bool> {
+        (**self).make_plain_filled(key, layout, fill)
     }
     fn plain_files(&self) -> bool {
         (**self).plain_files()

@@ -204,8 +204,22 @@ impl BlockStore for DirStore {
         key: &CacheKey,
         layout: &inputfs_core::BlockLayout,
     ) -> inputfs_core::Result<bool> {
-        self.cd
-            .call(|at| self.plain.make(&self.cd, &self.usage, at, key, layout))
+        self.cd.call(|at| {
+            self.plain
+                .make(&self.cd, &self.usage, at, key, layout, None)
+        })
+    }
+
+    fn make_plain_filled(
+        &self,
+        key: &CacheKey,
+        layout: &inputfs_core::BlockLayout,
+        fill: &inputfs_core::store::FillBlock<'_>,
+    ) -> inputfs_core::Result<bool> {
+        self.cd.call(|at| {
+            self.plain
+                .make(&self.cd, &self.usage, at, key, layout, Some(fill))
+        })
     }
 
     fn plain_files(&self) -> bool {

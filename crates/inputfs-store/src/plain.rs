@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex};
 use nix::sys::stat::FileStat;
 
 use bytes::Bytes;
-use inputfs_core::store::Lookup;
+use inputfs_core::store::{FillBlock, Lookup};
 use inputfs_core::{BlockId, BlockLayout, CacheKey};
 
 use crate::beneath::{Beneath, Found, Kind, Rel};
@@ -305,9 +305,10 @@ impl PlainFiles {
         Ok(Lookup::Hit(Bytes::from(buf)))
     }
 
-    /// Make the object plain if every one of its blocks is here (see the module
-    /// docs). Returns whether the object is plain now. Blocks that are missing
-    /// or fail their check leave it as it was (and the corrupt ones moved aside).
+    /// Make the object plain if every one of its blocks is here, or given by
+    /// `fill` (see the module docs). Returns whether the object is plain now.
+    /// Blocks that are missing or fail their check leave it as it was (and
+    /// the corrupt ones moved aside).
     pub(crate) fn make(
         &self,
         cd: &CacheDir,
@@ -315,6 +316,7 @@ impl PlainFiles {
         at: &Beneath,
         key: &CacheKey,
         layout: &BlockLayout,
+        fill: Option<&FillBlock<'_>>,
     ) -> Result<bool, StoreError> {
         if self.block_size != Some(layout.block_size) {
             return Ok(false);
@@ -333,7 +335,7 @@ impl PlainFiles {
             Err(e) if e.kind() == io::ErrorKind::NotFound || is_link_on_the_way(&e) => 0,
             Err(e) => return Err(StoreError::io("list", &at.display(&dir), e)),
         };
-        if present < layout.block_count() {
+        if present < layout.block_count() && fill.is_none() {
             return Ok(false);
         }
         ensure_dir(at, &cd.layout.tmp)?;
@@ -341,7 +343,7 @@ impl PlainFiles {
             .layout
             .made(&cd.layout.tmp, &format!("{}.tmp", fsutil::unique_stem()));
         let plain = cd.layout.plain(key);
-        let written = Self::write_plain(cd, usage, at, &tmp, key, layout);
+        let written = Self::write_plain(cd, usage, at, &tmp, key, layout, fill);
         // The sidecar goes into place first: a plain file is never without
         // one (a sidecar without its plain file is harmless).
         let placed = match written {
@@ -401,9 +403,9 @@ impl PlainFiles {
         Ok(())
     }
 
-    /// Copy every verified block of the object into a new file at `tmp`, synced,
-    /// and return their checksums and the file's `fstat`. `None` if a block is
-    /// missing or corrupt.
+    /// Copy every verified block of the object (from here, else from `fill`)
+    /// into a new file at `tmp`, synced, and return their checksums and the
+    /// file's `fstat`. `None` if a block is missing or corrupt.
     fn write_plain(
         cd: &CacheDir,
         usage: &Usage,
@@ -411,6 +413,7 @@ impl PlainFiles {
         tmp: &Rel,
         key: &CacheKey,
         layout: &BlockLayout,
+        fill: Option<&FillBlock<'_>>,
     ) -> Result<Option<(Sums, FileStat)>, StoreError> {
         let shown = || at.display(tmp);
         let file = at
@@ -420,14 +423,17 @@ impl PlainFiles {
         let mut sums = Sums::new();
         for index in 0..layout.block_count() {
             let id = BlockId { key: *key, index };
-            match block_file::read(cd, usage, at, &id, layout.block_len(index))? {
-                Lookup::Hit(data) => {
-                    sums.push(&data);
-                    out.write_all(&data)
-                        .map_err(|e| StoreError::io("write", &shown(), e))?
-                }
-                Lookup::Miss | Lookup::Corrupt(_) => return Ok(None),
-            }
+            let len = layout.block_len(index);
+            let data = match block_file::read(cd, usage, at, &id, len)? {
+                Lookup::Hit(data) => data,
+                Lookup::Miss | Lookup::Corrupt(_) => match fill.and_then(|f| f(&id, len)) {
+                    Some(data) if data.len() as u64 == len => data,
+                    _ => return Ok(None),
+                },
+            };
+            sums.push(&data);
+            out.write_all(&data)
+                .map_err(|e| StoreError::io("write", &shown(), e))?
         }
         out.finish()
             .map_err(|e| StoreError::io("write", &shown(), e))?;

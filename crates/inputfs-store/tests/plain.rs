@@ -1,5 +1,5 @@
 //! Objects made plain (one file of exactly their bytes, for kernel passthrough):
-//! only when every block is present and verified, served back block by block
+//! only when every block is present and verified (here, or given by the tiers below), served back block by block
 //! with the right bytes, counted by a rescan, and refused when the file is off.
 #![allow(
     clippy::disallowed_methods,
@@ -290,4 +290,59 @@ fn a_plain_file_rewritten_with_its_old_mtime_is_checked_again_before_passthrough
         "a rewritten plain file handed out for passthrough"
     );
     assert!(!plain.exists(), "the rewritten plain file is removed");
+}
+
+/// The blocks a store lacks come from `fill` (the tiers below) as the plain
+/// file is written: never as block files of their own; a fill that has no
+/// block, or one of the wrong length, leaves the object as it was.
+#[test]
+fn blocks_missing_here_are_taken_from_the_fill_as_the_plain_file_is_written() {
+    let f = fixture(true);
+    let slice = |index: u64| {
+        let r = f.layout.block_range(index);
+        bytes::Bytes::copy_from_slice(&f.data[r.start as usize..r.end as usize])
+    };
+    for index in [1, 3] {
+        fs::remove_file(f.store.block_path(&BlockId { key: f.key, index })).unwrap();
+    }
+    assert!(!f.store.make_plain(&f.key, &f.layout).unwrap());
+    // A fill without block 3, then one that gives a block too short.
+    let without_3 = |id: &BlockId, _len: u64| (id.index == 1).then(|| slice(1));
+    assert!(
+        !f.store
+            .make_plain_filled(&f.key, &f.layout, &without_3)
+            .unwrap()
+    );
+    let short = |id: &BlockId, _len: u64| Some(slice(id.index).slice(1..));
+    assert!(
+        !f.store
+            .make_plain_filled(&f.key, &f.layout, &short)
+            .unwrap()
+    );
+    assert!(
+        f.store
+            .open_plain(&f.key, f.layout.object_size)
+            .unwrap()
+            .is_none()
+    );
+    let asked = std::sync::Mutex::new(Vec::new());
+    let fill = |id: &BlockId, len: u64| {
+        assert_eq!(len, f.layout.block_len(id.index));
+        asked.lock().unwrap().push(id.index);
+        Some(slice(id.index))
+    };
+    assert!(f.store.make_plain_filled(&f.key, &f.layout, &fill).unwrap());
+    assert_eq!(
+        *asked.lock().unwrap(),
+        vec![1, 3],
+        "only the missing blocks"
+    );
+    let mut whole = Vec::new();
+    f.store
+        .open_plain(&f.key, f.layout.object_size)
+        .unwrap()
+        .expect("plain file")
+        .read_to_end(&mut whole)
+        .unwrap();
+    assert!(whole == f.data, "plain file bytes differ from the object");
 }

@@ -34,11 +34,13 @@ impl Engine {
     }
 
     /// In the background, hold the object as a plain file in the local tier if
-    /// all its blocks are there. If it was read whole in this mount, gaps are
-    /// filled from the tiers below first (blocks prefetched for a sequential
-    /// reader are written to the shared tier only; a publish skipped while the
-    /// disk was busy leaves one too) — never from the origin, and never for an
-    /// object only partly read (that would copy what the job does not read).
+    /// all its blocks are there. If it was read whole in this mount, the
+    /// blocks it lacks are taken from the tiers below as the plain file is
+    /// written (blocks prefetched for a sequential reader are written to the
+    /// shared tier only; a publish skipped while the disk was busy leaves one
+    /// too), not copied in as block files first — never from the origin, and
+    /// never for an object only partly read (that would copy what the job
+    /// does not read).
     /// Never fails a read; errors are logged at debug.
     pub fn make_plain_locally(self: &Arc<Self>, obj: Arc<Object>) {
         // A one-block object is one read through the daemon anyway; holding
@@ -66,8 +68,14 @@ impl Engine {
             let store = tier.store.clone();
             let done = tokio::task::spawn_blocking(move || {
                 let result = match store.make_plain(&obj.key, &obj.layout) {
-                    Ok(false) if fill_gaps(&*store, &lower, &obj) => {
-                        store.make_plain(&obj.key, &obj.layout)
+                    Ok(false) if all_below(&*store, &lower, &obj) => {
+                        let fill = |id: &BlockId, len: u64| {
+                            lower.iter().find_map(|tier| match tier.get(id, len) {
+                                Ok(Lookup::Hit(data)) => Some(data),
+                                _ => None,
+                            })
+                        };
+                        store.make_plain_filled(&obj.key, &obj.layout, &fill)
                     }
                     other => other,
                 };
@@ -84,32 +92,19 @@ impl Engine {
     }
 }
 
-/// Copy into `local` every block of `obj` it lacks, from the first of `lower`
-/// that has it — only if every block is somewhere (checked first, by `stat`, so
-/// a partly cached object is not copied piecemeal). True if `local` then holds
-/// every block. Blocking.
-fn fill_gaps(local: &dyn BlockStore, lower: &[Arc<dyn BlockStore>], obj: &Object) -> bool {
-    if lower.is_empty() {
-        return false;
-    }
-    let ids = (0..obj.layout.block_count()).map(|index| BlockId {
-        key: obj.key,
-        index,
-    });
-    let missing: Vec<BlockId> = ids.filter(|id| !local.contains(id)).collect();
-    if !missing
-        .iter()
-        .all(|id| lower.iter().any(|tier| tier.contains(id)))
-    {
-        return false;
-    }
-    missing.iter().all(|id| {
-        let len = obj.layout.block_len(id.index);
-        lower.iter().any(|tier| match tier.get(id, len) {
-            Ok(Lookup::Hit(data)) => local.put(id, &data).is_ok(),
-            _ => false,
-        })
-    })
+/// Whether every block of `obj` that `local` lacks is in one of `lower`
+/// (by `stat`, so a partly cached object is not copied piecemeal): then the
+/// plain file is made from `local`'s blocks and theirs, each block read and
+/// written once (`make_plain_filled`). Blocking.
+fn all_below(local: &dyn BlockStore, lower: &[Arc<dyn BlockStore>], obj: &Object) -> bool {
+    !lower.is_empty()
+        && (0..obj.layout.block_count())
+            .map(|index| BlockId {
+                key: obj.key,
+                index,
+            })
+            .filter(|id| !local.contains(id))
+            .all(|id| lower.iter().any(|tier| tier.contains(&id)))
 }
 
 impl Engine {
