@@ -105,7 +105,7 @@ fn exercise(dir: PathBuf, a: BlockId, b: BlockId, data: Vec<u8>, other: Vec<u8>)
         store.release(&a);
     }
     let layout = BlockLayout::new(BLOCK, 2 * BLOCK);
-    if store.make_plain(&a.key, &layout).unwrap_or(false) {
+    if store.make_plain(&a.key, &layout, None).unwrap_or(false) {
         let file = store.open_plain(&a.key, 2 * BLOCK);
         assert!(matches!(file, Ok(Some(_))), "{file:?}");
     }

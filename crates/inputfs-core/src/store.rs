@@ -36,7 +36,7 @@ pub enum Claim {
 
 /// A directory (or fake) of cached blocks. All methods block; call them off the
 /// async runtime's worker threads.
-/// Where [`BlockStore::make_plain_filled`] takes the blocks a store lacks:
+/// Where [`BlockStore::make_plain`] takes the blocks a store lacks:
 /// block and length in, its verified bytes out (`None`: nowhere).
 pub type FillBlock<'a> = dyn Fn(&BlockId, u64) -> Option<Bytes> + 'a;
 
@@ -72,25 +72,19 @@ pub trait BlockStore: Send + Sync + 'static {
         Ok(None)
     }
 
-    /// Hold the object as one plain file if every block of it is here and the
-    /// store allows plain files; whether it is held that way now.
-    fn make_plain(&self, _key: &CacheKey, _layout: &BlockLayout) -> Result<bool> {
-        Ok(false)
-    }
-
-    /// [`make_plain`](Self::make_plain), taking each block that is not here
-    /// from `fill` (the tiers below, whose `get` verified what they give)
-    /// instead of giving up: the local copy of an object read whole is then
-    /// written once, as the plain file, not first as block files and then
-    /// again as the plain file.
-    fn make_plain_filled(
+    /// Hold the object as one plain file if every block of it is here (or,
+    /// with `fill`, given by it) and the store allows plain files; whether it
+    /// is held that way now. `fill` is where blocks not here come from: the
+    /// tiers below, whose `get` verified what they give, so the local copy of
+    /// an object read whole is written once, as the plain file, not first as
+    /// block files and then again as the plain file.
+    fn make_plain(
         &self,
-        key: &CacheKey,
-        layout: &BlockLayout,
-        fill: &FillBlock<'_>,
+        _key: &CacheKey,
+        _layout: &BlockLayout,
+        _fill: Option<&FillBlock<'_>>,
     ) -> Result<bool> {
-        let _ = fill;
-        self.make_plain(key, layout)
+        Ok(false)
     }
 
     /// Whether this store holds complete objects as plain files (see
@@ -169,16 +163,13 @@ impl<T: BlockStore + ?Sized> BlockStore for std::sync::Arc<T> {
     fn open_plain(&self, key: &CacheKey, size: u64) -> Result<Option<std::fs::File>> {
         (**self).open_plain(key, size)
     }
-    fn make_plain(&self, key: &CacheKey, layout: &BlockLayout) -> Result<bool> {
-        (**self).make_plain(key, layout)
-    }
-    fn make_plain_filled(
+    fn make_plain(
         &self,
         key: &CacheKey,
         layout: &BlockLayout,
-        fill: &FillBlock<'_>,
+        fill: Option<&FillBlock<'_>>,
     ) -> Result<bool> {
-        (**self).make_plain_filled(key, layout, fill)
+        (**self).make_plain(key, layout, fill)
     }
     fn plain_files(&self) -> bool {
         (**self).plain_files()

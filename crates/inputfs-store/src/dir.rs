@@ -203,22 +203,11 @@ impl BlockStore for DirStore {
         &self,
         key: &CacheKey,
         layout: &inputfs_core::BlockLayout,
+        fill: Option<&inputfs_core::store::FillBlock<'_>>,
     ) -> inputfs_core::Result<bool> {
         self.cd.call(|at| {
             self.plain
-                .make(&self.cd, &self.usage, at, key, layout, None)
-        })
-    }
-
-    fn make_plain_filled(
-        &self,
-        key: &CacheKey,
-        layout: &inputfs_core::BlockLayout,
-        fill: &inputfs_core::store::FillBlock<'_>,
-    ) -> inputfs_core::Result<bool> {
-        self.cd.call(|at| {
-            self.plain
-                .make(&self.cd, &self.usage, at, key, layout, Some(fill))
+                .make(&self.cd, &self.usage, at, key, layout, fill)
         })
     }
 

@@ -70,7 +70,7 @@ fn block(f: &Fixture, index: u64) -> Vec<u8> {
 #[test]
 fn complete_object_becomes_one_plain_file_and_still_serves_every_block() {
     let f = fixture(true);
-    assert!(f.store.make_plain(&f.key, &f.layout).unwrap());
+    assert!(f.store.make_plain(&f.key, &f.layout, None).unwrap());
     let mut file = f
         .store
         .open_plain(&f.key, f.layout.object_size)
@@ -89,7 +89,7 @@ fn complete_object_becomes_one_plain_file_and_still_serves_every_block() {
         );
     }
     // Making it plain again is a no-op that says yes.
-    assert!(f.store.make_plain(&f.key, &f.layout).unwrap());
+    assert!(f.store.make_plain(&f.key, &f.layout, None).unwrap());
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn a_missing_or_corrupt_block_leaves_the_object_as_blocks() {
         index: 3,
     };
     fs::remove_file(f.store.block_path(&last)).unwrap();
-    assert!(!f.store.make_plain(&f.key, &f.layout).unwrap());
+    assert!(!f.store.make_plain(&f.key, &f.layout, None).unwrap());
     assert!(
         f.store
             .open_plain(&f.key, f.layout.object_size)
@@ -117,7 +117,7 @@ fn a_missing_or_corrupt_block_leaves_the_object_as_blocks() {
     let n = bytes.len();
     bytes[n - 1] ^= 1;
     fs::write(&second, bytes).unwrap();
-    assert!(!f.store.make_plain(&f.key, &f.layout).unwrap());
+    assert!(!f.store.make_plain(&f.key, &f.layout, None).unwrap());
     assert!(!f.store.plain_path(&f.key).exists());
     // Nothing left behind in tmp/.
     assert_eq!(fs::read_dir(f.store.tmp_dir()).unwrap().count(), 0);
@@ -128,7 +128,7 @@ fn a_missing_or_corrupt_block_leaves_the_object_as_blocks() {
 #[test]
 fn plain_file_of_the_wrong_size_counts_as_absent() {
     let f = fixture(true);
-    assert!(f.store.make_plain(&f.key, &f.layout).unwrap());
+    assert!(f.store.make_plain(&f.key, &f.layout, None).unwrap());
     let path = f.store.plain_path(&f.key);
     let mut bytes = fs::read(&path).unwrap();
     bytes.truncate(bytes.len() - 1);
@@ -157,7 +157,7 @@ fn plain_file_of_the_wrong_size_counts_as_absent() {
 #[test]
 fn stores_without_plain_files_never_make_them() {
     let f = fixture(false);
-    assert!(!f.store.make_plain(&f.key, &f.layout).unwrap());
+    assert!(!f.store.make_plain(&f.key, &f.layout, None).unwrap());
     assert!(!f.store.plain_path(&f.key).exists());
     assert!(
         f.store
@@ -170,7 +170,7 @@ fn stores_without_plain_files_never_make_them() {
 #[test]
 fn a_rescan_counts_the_plain_file_as_the_object_bytes() {
     let f = fixture(true);
-    assert!(f.store.make_plain(&f.key, &f.layout).unwrap());
+    assert!(f.store.make_plain(&f.key, &f.layout, None).unwrap());
     let index = f.store.rescan_usage().unwrap();
     let usage = index.objects.get(&f.key).expect("object in the rescan");
     assert_eq!(usage.blocks.values().sum::<u64>(), f.layout.object_size);
@@ -185,7 +185,12 @@ fn a_plain_file_that_does_not_check_out_is_never_served() {
     for sidecar in ["none", "its own", "of another plain file"] {
         let f = fixture(true);
         let other = fixture(true);
-        assert!(other.store.make_plain(&other.key, &other.layout).unwrap());
+        assert!(
+            other
+                .store
+                .make_plain(&other.key, &other.layout, None)
+                .unwrap()
+        );
         let plain = f.store.plain_path(&f.key);
         let sums = plain.with_file_name("object.sums");
         fs::write(&plain, vec![0u8; f.layout.object_size as usize]).unwrap();
@@ -193,7 +198,7 @@ fn a_plain_file_that_does_not_check_out_is_never_served() {
             "none" => {}
             "its own" => {
                 // Correct checksums of the real bytes, over a zero-filled file.
-                assert!(f.store.make_plain(&f.key, &f.layout).unwrap());
+                assert!(f.store.make_plain(&f.key, &f.layout, None).unwrap());
                 fs::write(&plain, vec![0u8; f.layout.object_size as usize]).unwrap();
             }
             _ => {
@@ -233,7 +238,7 @@ fn a_plain_file_that_does_not_check_out_is_never_served() {
 #[test]
 fn a_plain_file_changed_after_it_was_made_is_caught_by_the_read() {
     let f = fixture(true);
-    assert!(f.store.make_plain(&f.key, &f.layout).unwrap());
+    assert!(f.store.make_plain(&f.key, &f.layout, None).unwrap());
     let plain = f.store.plain_path(&f.key);
     let mut bytes = fs::read(&plain).unwrap();
     bytes[BS as usize + 7] ^= 0xff;
@@ -255,7 +260,7 @@ fn a_plain_file_changed_after_it_was_made_is_caught_by_the_read() {
 #[test]
 fn a_plain_file_rewritten_with_its_old_mtime_is_checked_again_before_passthrough() {
     let f = fixture(true);
-    assert!(f.store.make_plain(&f.key, &f.layout).unwrap());
+    assert!(f.store.make_plain(&f.key, &f.layout, None).unwrap());
     let plain = f.store.plain_path(&f.key);
     let size = f.layout.object_size;
     let first = f
@@ -305,20 +310,16 @@ fn blocks_missing_here_are_taken_from_the_fill_as_the_plain_file_is_written() {
     for index in [1, 3] {
         fs::remove_file(f.store.block_path(&BlockId { key: f.key, index })).unwrap();
     }
-    assert!(!f.store.make_plain(&f.key, &f.layout).unwrap());
+    assert!(!f.store.make_plain(&f.key, &f.layout, None).unwrap());
     // A fill without block 3, then one that gives a block too short.
     let without_3 = |id: &BlockId, _len: u64| (id.index == 1).then(|| slice(1));
     assert!(
         !f.store
-            .make_plain_filled(&f.key, &f.layout, &without_3)
+            .make_plain(&f.key, &f.layout, Some(&without_3))
             .unwrap()
     );
     let short = |id: &BlockId, _len: u64| Some(slice(id.index).slice(1..));
-    assert!(
-        !f.store
-            .make_plain_filled(&f.key, &f.layout, &short)
-            .unwrap()
-    );
+    assert!(!f.store.make_plain(&f.key, &f.layout, Some(&short)).unwrap());
     assert!(
         f.store
             .open_plain(&f.key, f.layout.object_size)
@@ -331,7 +332,7 @@ fn blocks_missing_here_are_taken_from_the_fill_as_the_plain_file_is_written() {
         asked.lock().unwrap().push(id.index);
         Some(slice(id.index))
     };
-    assert!(f.store.make_plain_filled(&f.key, &f.layout, &fill).unwrap());
+    assert!(f.store.make_plain(&f.key, &f.layout, Some(&fill)).unwrap());
     assert_eq!(
         *asked.lock().unwrap(),
         vec![1, 3],

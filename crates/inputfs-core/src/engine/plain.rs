@@ -67,7 +67,7 @@ impl Engine {
             };
             let store = tier.store.clone();
             let done = tokio::task::spawn_blocking(move || {
-                let result = match store.make_plain(&obj.key, &obj.layout) {
+                let result = match store.make_plain(&obj.key, &obj.layout, None) {
                     Ok(false) if all_below(&*store, &lower, &obj) => {
                         let fill = |id: &BlockId, len: u64| {
                             lower.iter().find_map(|tier| match tier.get(id, len) {
@@ -75,7 +75,7 @@ impl Engine {
                                 _ => None,
                             })
                         };
-                        store.make_plain_filled(&obj.key, &obj.layout, &fill)
+                        store.make_plain(&obj.key, &obj.layout, Some(&fill))
                     }
                     other => other,
                 };
@@ -95,7 +95,7 @@ impl Engine {
 /// Whether every block of `obj` that `local` lacks is in one of `lower`
 /// (by `stat`, so a partly cached object is not copied piecemeal): then the
 /// plain file is made from `local`'s blocks and theirs, each block read and
-/// written once (`make_plain_filled`). Blocking.
+/// written once (`make_plain` with a fill). Blocking.
 fn all_below(local: &dyn BlockStore, lower: &[Arc<dyn BlockStore>], obj: &Object) -> bool {
     !lower.is_empty()
         && (0..obj.layout.block_count())
