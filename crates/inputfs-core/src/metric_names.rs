@@ -195,7 +195,12 @@ pub const ALL: &[Metric] = &[
         false,
         "Block reads sent to the origin (retries not counted)",
     ),
-    m(ORIGIN_BYTES, Counter, false, "Bytes read from the origin"),
+    m(
+        ORIGIN_BYTES,
+        Counter,
+        false,
+        "Bytes read from the origin by requests that completed",
+    ),
     m(
         ORIGIN_ERRORS,
         Counter,
