@@ -207,7 +207,8 @@ pub struct CacheArgs {
     pub memory_budget: ByteSize,
     /// Largest readahead window of one stream of sequential reads (how many
     /// bytes of blocks ahead of the reader are fetched in parallel); a stream
-    /// earns its window as it reads (half of what it has read), and at
+    /// earns its window as it reads (half of what it has read; all of it
+    /// for a stream from the start of the file), and at
     /// most a quarter of --memory-budget is used.
     #[arg(
         long,
