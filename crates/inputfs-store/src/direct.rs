@@ -14,8 +14,10 @@
 //! btrfs and block-backed filesystems, and nothing on NFS, SMB, tmpfs or FUSE
 //! ones, which keep buffered writes as before (their clients manage their own
 //! caching, and direct writes there would make each write a synchronous round
-//! trip). Bytes are staged in a page-aligned per-thread buffer; whole aligned
-//! pieces go out with `O_DIRECT` set on the descriptor, the unaligned tail
+//! trip). Bytes are staged in a page-aligned buffer (kept for reuse in a
+//! small pool: [`POOLED`] buffers of 1 MiB at most, whatever the number of
+//! threads that write); whole aligned pieces go out with `O_DIRECT` set on
+//! the descriptor, the unaligned tail
 //! buffered after clearing it. A direct write the filesystem refuses
 //! (`EINVAL`: an alignment it did not report) switches the rest of the file to
 //! buffered writes at the same offset: nothing is lost or written twice.
@@ -25,10 +27,10 @@
 //! fetched from memory, and the page cache of a block is one the kernel would
 //! have had to evict anyway to take the next one on a large cold read.
 
-use std::cell::RefCell;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::sync::Mutex;
 
 use rustix::fs::{AtFlags, OFlags, StatxFlags};
 
@@ -41,10 +43,10 @@ const MAX_ALIGN: usize = 64 << 10;
 /// tail never shares a page with bytes written directly.
 const PAGE: usize = 4096;
 
-thread_local! {
-    /// Each blocking thread keeps its staging buffer between files.
-    static STAGING: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
+/// Staging buffers kept between files: as many as the tiers' concurrent
+/// publishes (8 each), so a busy daemon allocates none, and never more.
+const POOLED: usize = 16;
+static STAGING: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
 /// The alignment direct writes to `file` need, if its filesystem does them.
 fn direct_alignment(file: &File) -> Option<usize> {
@@ -82,7 +84,11 @@ impl<'f> SequentialWriter<'f> {
         let mut stage = Vec::new();
         let mut start = 0;
         if let Some(a) = align {
-            stage = STAGING.with(|s| std::mem::take(&mut *s.borrow_mut()));
+            stage = STAGING
+                .lock()
+                .ok()
+                .and_then(|mut pool| pool.pop())
+                .unwrap_or_default();
             stage.resize(STAGE + a, 0);
             start = stage.as_ptr().align_offset(a);
         }
@@ -182,8 +188,11 @@ impl<'f> SequentialWriter<'f> {
 impl Drop for SequentialWriter<'_> {
     fn drop(&mut self) {
         let stage = std::mem::take(&mut self.stage);
-        if stage.capacity() > 0 {
-            STAGING.with(|s| *s.borrow_mut() = stage);
+        if stage.capacity() > 0
+            && let Ok(mut pool) = STAGING.lock()
+            && pool.len() < POOLED
+        {
+            pool.push(stage);
         }
     }
 }
