@@ -163,6 +163,28 @@ fn scrapes_follow_a_cold_read_then_a_warm_one() {
     assert_eq!(warm.get("inputfs_tier_misses_total{tier=\"local\"}"), 0);
     assert_eq!(warm.get("inputfs_read_bytes_total"), total);
     assert!(warm.get("inputfs_read_seconds_count") >= r.objects.len() as u64);
+    // The store counts its operations on the directory: each block found
+    // there was (at least) one open.
+    let ops = |op: &str| {
+        warm.get(&format!(
+            "inputfs_store_ops_total{{tier=\"local\",op=\"{op}\"}}"
+        ))
+    };
+    assert!(
+        ops("open") >= blocks,
+        "{} opens for {blocks} hits",
+        ops("open")
+    );
+    for op in [
+        "create", "link", "rename", "unlink", "stat", "readdir", "mkdir", "rmdir",
+    ] {
+        assert!(
+            warm.has(&format!(
+                "inputfs_store_ops_total{{tier=\"local\",op=\"{op}\"}}"
+            )),
+            "{op} not exported"
+        );
+    }
     // Read again in the same mount: the kernel's page cache or the memory tier
     // answers, never the origin.
     r.read_all(&m);

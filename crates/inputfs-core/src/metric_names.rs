@@ -43,6 +43,9 @@ pub const READAHEAD_CANCELLED: &str = "inputfs_readahead_cancelled_total";
 pub const EVICTIONS: &str = "inputfs_evictions_total";
 pub const EVICTED_BYTES: &str = "inputfs_evicted_bytes_total";
 pub const CACHE_USED_BYTES: &str = "inputfs_cache_used_bytes";
+pub const STORE_OPS: &str = "inputfs_store_ops_total";
+/// The label of [`STORE_OPS`] that says which kind of operation.
+pub const OP: &str = "op";
 pub const READ_SECONDS: &str = "inputfs_read_seconds";
 pub const READ_BYTES: &str = "inputfs_read_bytes_total";
 pub const MEMORY_INFLIGHT_BYTES: &str = "inputfs_memory_inflight_bytes";
@@ -248,6 +251,12 @@ pub const ALL: &[Metric] = &[
         Gauge,
         true,
         "Bytes of blocks in a cache directory, as this worker last estimated",
+    ),
+    m(
+        STORE_OPS,
+        Counter,
+        true,
+        "Operations this worker made on a cache directory, by kind (op: open, create, link, rename, unlink, stat, readdir, mkdir, rmdir)",
     ),
     m(
         READ_SECONDS,

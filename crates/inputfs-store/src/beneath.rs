@@ -38,11 +38,14 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{FileStat, Mode, SFlag};
+
+use crate::ops::{DirOp, DirOps};
 
 /// Why a cache file cannot be opened when `/proc` is missing.
 pub const PROC_MISSING: &str = "/proc is not mounted: inputfs opens cache files through /proc/self/fd (mount proc in the container)";
@@ -160,6 +163,7 @@ pub fn read_at_most(file: File, size: u64, limit: u64) -> io::Result<Vec<u8>> {
 pub struct Beneath {
     dir: OwnedFd,
     path: PathBuf,
+    ops: Arc<DirOps>,
 }
 
 /// Whether `openat2` is missing here (learnt from the first `ENOSYS`).
@@ -168,6 +172,11 @@ static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 impl Beneath {
     /// Open the configured directory `path` (it must be a directory).
     pub fn open(path: &Path) -> io::Result<Beneath> {
+        Beneath::open_counting(path, Arc::default())
+    }
+
+    /// [`open`](Self::open), counting every operation in `ops`.
+    pub fn open_counting(path: &Path, ops: Arc<DirOps>) -> io::Result<Beneath> {
         let dir = nix::fcntl::open(
             path,
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -176,6 +185,7 @@ impl Beneath {
         Ok(Beneath {
             dir,
             path: path.to_path_buf(),
+            ops,
         })
     }
 
@@ -250,6 +260,7 @@ impl Beneath {
 
     /// What `rel` is, without following it.
     pub fn stat(&self, rel: &Rel) -> io::Result<FileStat> {
+        self.ops.add(DirOp::Stat, 1);
         let (at, name) = self.parent(rel)?;
         Ok(nix::sys::stat::fstatat(
             &at,
@@ -272,6 +283,7 @@ impl Beneath {
     }
 
     fn open_regular(&self, rel: &Rel, access: OFlag) -> io::Result<Found> {
+        self.ops.add(DirOp::Open, 1);
         match self.open_regular_once(rel, access) {
             // The name was replaced between the steps (another worker's
             // publish by rename) and a network filesystem called the first
@@ -321,6 +333,7 @@ impl Beneath {
     /// Space of the filesystem holding the directory `rel`: (total,
     /// available) bytes.
     pub fn space(&self, rel: &Rel) -> io::Result<(u64, u64)> {
+        self.ops.add(DirOp::Stat, 1);
         let fd = self.open_dir(Some(rel.as_path()), OFlag::O_RDONLY)?;
         let st = nix::sys::statvfs::fstatvfs(&fd)?;
         let frsize = st.fragment_size();
@@ -330,6 +343,7 @@ impl Beneath {
     /// Create the new file `rel` (`EEXIST` if any entry has the name) for
     /// writing, with `mode` set on the handle whatever the umask.
     pub fn create_new(&self, rel: &Rel, mode: u32) -> io::Result<File> {
+        self.ops.add(DirOp::Create, 1);
         let (at, name) = self.parent(rel)?;
         let mode = Mode::from_bits_truncate(mode);
         let fd = nix::fcntl::openat(
@@ -346,6 +360,7 @@ impl Beneath {
     /// Make the directory `rel` with `mode` (set on its handle). `EEXIST` if
     /// any entry has the name.
     pub fn mkdir(&self, rel: &Rel, mode: u32) -> io::Result<()> {
+        self.ops.add(DirOp::Mkdir, 1);
         let (at, name) = self.parent(rel)?;
         let mode = Mode::from_bits_truncate(mode);
         nix::sys::stat::mkdirat(&at, name, mode)?;
@@ -357,6 +372,7 @@ impl Beneath {
 
     /// Hard-link `from` to the new name `to`; neither is followed.
     pub fn link(&self, from: &Rel, to: &Rel) -> io::Result<()> {
+        self.ops.add(DirOp::Link, 1);
         let (from_at, from_name) = self.parent(from)?;
         let (to_at, to_name) = self.parent(to)?;
         nix::unistd::linkat(&from_at, from_name, &to_at, to_name, AtFlags::empty())?;
@@ -365,6 +381,7 @@ impl Beneath {
 
     /// Rename `from` to `to` (replacing a file there); neither is followed.
     pub fn rename(&self, from: &Rel, to: &Rel) -> io::Result<()> {
+        self.ops.add(DirOp::Rename, 1);
         let (from_at, from_name) = self.parent(from)?;
         let (to_at, to_name) = self.parent(to)?;
         nix::fcntl::renameat(&from_at, from_name, &to_at, to_name)?;
@@ -374,6 +391,7 @@ impl Beneath {
     /// Remove the name `rel` if it is not a directory (a link is removed,
     /// never followed).
     pub fn unlink(&self, rel: &Rel) -> io::Result<()> {
+        self.ops.add(DirOp::Unlink, 1);
         let (at, name) = self.parent(rel)?;
         nix::unistd::unlinkat(&at, name, nix::unistd::UnlinkatFlags::NoRemoveDir)?;
         Ok(())
@@ -381,6 +399,7 @@ impl Beneath {
 
     /// Remove the empty directory `rel`.
     pub fn rmdir(&self, rel: &Rel) -> io::Result<()> {
+        self.ops.add(DirOp::Rmdir, 1);
         let (at, name) = self.parent(rel)?;
         nix::unistd::unlinkat(&at, name, nix::unistd::UnlinkatFlags::RemoveDir)?;
         Ok(())
@@ -390,6 +409,7 @@ impl Beneath {
     /// with what it is, unfollowed. An entry gone between listing and
     /// `fstatat` is left out.
     pub fn entries(&self, rel: Option<&Rel>) -> io::Result<Vec<(OsString, FileStat)>> {
+        self.ops.add(DirOp::Readdir, 1);
         let fd = self.open_dir(rel.map(Rel::as_path), OFlag::O_RDONLY)?;
         let mut dir = nix::dir::Dir::from_fd(fd)?;
         let at = dir.as_fd().try_clone_to_owned()?;
@@ -400,6 +420,7 @@ impl Beneath {
             if name == "." || name == ".." {
                 continue;
             }
+            self.ops.add(DirOp::Stat, 1);
             if let Ok(stat) = nix::sys::stat::fstatat(&at, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
                 out.push((name.to_os_string(), stat));
             }

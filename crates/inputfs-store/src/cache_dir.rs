@@ -15,6 +15,7 @@
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use inputfs_core::store::Lookup;
@@ -24,6 +25,7 @@ use crate::error::{StoreError, errno};
 use crate::fsutil::ensure_dir;
 use crate::health::{Health, Ticket};
 use crate::layout::Layout;
+use crate::ops::DirOps;
 
 /// `dev` before `DIR` was ever seen.
 const UNSEEN: u64 = u64::MAX;
@@ -42,6 +44,8 @@ pub(crate) struct CacheDir {
     health: Health,
     /// `st_dev` of `dir` when first seen as a directory ([`UNSEEN`] before).
     dev: AtomicU64,
+    /// Every operation made on it, by kind.
+    pub(crate) ops: Arc<DirOps>,
 }
 
 impl CacheDir {
@@ -53,13 +57,15 @@ impl CacheDir {
             layout: Layout::default(),
             health: Health::default(),
             dev: AtomicU64::new(UNSEEN),
+            ops: Arc::default(),
         }
     }
 
     /// A handle on the configured directory, through which every name in it
     /// is reached.
     pub(crate) fn at(&self) -> Result<Beneath, StoreError> {
-        Beneath::open(&self.dir).map_err(|e| StoreError::io("open cache directory", &self.dir, e))
+        Beneath::open_counting(&self.dir, self.ops.clone())
+            .map_err(|e| StoreError::io("open cache directory", &self.dir, e))
     }
 
     /// `rel` as a full path, for messages and tests only.

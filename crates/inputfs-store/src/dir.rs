@@ -121,6 +121,11 @@ impl DirStore {
         self.cd.refused_calls()
     }
 
+    /// The operations this store has made on its directory, by kind.
+    pub fn dir_ops(&self) -> &crate::ops::DirOps {
+        &self.cd.ops
+    }
+
     /// The configured directory (`dir`, holding the root).
     pub fn dir(&self) -> &Path {
         self.cd.dir()

@@ -54,6 +54,7 @@ mod health;
 mod health_model;
 mod holder;
 mod layout;
+pub mod ops;
 mod plain;
 mod publish;
 mod sums;

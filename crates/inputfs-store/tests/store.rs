@@ -226,3 +226,50 @@ fn hit_is_a_slice_of_the_exact_data() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The store counts what it does on its directory: a hit or a miss is one
+/// `open`; a publish a temp file created, linked into place and its temp
+/// name removed, one append to the usage journal, and the object's directory
+/// made (a first `mkdir` refused for want of its fan directory, the fan's,
+/// the object's again).
+#[test]
+fn operations_on_the_directory_are_counted_by_kind() {
+    use inputfs_store::ops::DirOp;
+    let s = fresh();
+    let counts = || s.store.dir_ops().snapshot().map(|(_, n)| n);
+    let since = |before: [u64; 9], op: DirOp| counts()[op as usize] - before[op as usize];
+    // The first call sets the cache directory up (its subdirectories, this
+    // worker's entry): not what is measured here.
+    s.put(&block("s3://b/setup", 0), b"x").unwrap();
+    let id = block("s3://b/counted", 0);
+    let before = counts();
+    s.put(&id, &pattern(3, 5000)).unwrap();
+    let snapshot = format!("{:?}", s.store.dir_ops().snapshot());
+    assert_eq!(since(before, DirOp::Create), 1, "{snapshot}");
+    assert_eq!(since(before, DirOp::Link) + since(before, DirOp::Rename), 1);
+    assert_eq!(since(before, DirOp::Unlink), 1, "the temp name");
+    assert_eq!(since(before, DirOp::Open), 1, "the journal: {snapshot}");
+    assert!(since(before, DirOp::Mkdir) <= 3, "{snapshot}");
+    let put_total: u64 = counts().iter().sum::<u64>() - before.iter().sum::<u64>();
+    assert!(
+        put_total <= 8,
+        "{put_total} operations for a publish: {snapshot}"
+    );
+    let after_put = s.store.dir_ops().total();
+    expect_hit(&s, &id, &pattern(3, 5000));
+    assert_eq!(
+        s.store.dir_ops().total(),
+        after_put + 1,
+        "a hit is one open"
+    );
+    assert_eq!(
+        s.get(&block("s3://b/counted", 1), 5000).unwrap(),
+        Lookup::Miss
+    );
+    assert_eq!(
+        s.store.dir_ops().total(),
+        after_put + 2,
+        "a miss is one open"
+    );
+    assert_eq!(since(before, DirOp::Open), 3);
+}

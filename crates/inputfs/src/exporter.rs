@@ -222,6 +222,13 @@ impl Scrape {
             let tier = [(names::TIER, store.name().to_string())];
             counter!(names::EVICTIONS, &tier).absolute(usage.evicted_objects);
             counter!(names::EVICTED_BYTES, &tier).absolute(usage.evicted_bytes);
+            for (op, count) in store.dir_ops().snapshot() {
+                let labels = [
+                    (names::TIER, store.name().to_string()),
+                    (names::OP, op.name().to_string()),
+                ];
+                counter!(names::STORE_OPS, &labels).absolute(count);
+            }
             if let Some(used) = usage.used_bytes {
                 gauge!(names::CACHE_USED_BYTES, &tier).set(used as f64);
             }
