@@ -4,7 +4,7 @@
 //! | id | rows | baseline |
 //! |---|---|---|
 //! | `cold` | cold sequential read of the big object | `direct` |
-//! | `warm-shared` | read with an empty local tier and the shared tier filled by `cold` | the shared tier's block files read straight from the directory |
+//! | `warm-shared` | read with no local tier from the shared tier filled by `cold` | the shared tier's block files read straight from the directory |
 //! | `warm-local` | remount on the filled local tier, no shared tier (the first read includes checking the plain file against its sidecar); inputfs also read again in the same mount (checked already) and with `--passthrough off` | a local file |
 //! | `page-cache` | second read through one mount | a local file's second read |
 //! | `random` | 4 KiB and 64 KiB random `pread`s on a warm remount (IOPS) | a local file |
@@ -22,10 +22,14 @@
 //! normally does was not selected.
 //!
 //! Choices, and why:
-//! - inputfs's local tier for the warm rows is the one the warm-shared read
-//!   filled (shared hits are copied to the local tier), as on a worker that
-//!   started from a shared cache; the `--passthrough off` row remounts the same
-//!   directory, so both rows read the same cached bytes.
+//! - The warm-shared row reads with no local tier, so it does what its
+//!   baseline does (read the block files from the directory) and nothing
+//!   else: with a local tier the read also copied every block into it, and
+//!   the row measured the copy (issue 14). inputfs's local tier for the warm
+//!   rows is then filled by a read over the shared tier with an empty local
+//!   tier, as on a worker that started from a shared cache; the
+//!   `--passthrough off` row remounts the same directory, so both rows read
+//!   the same cached bytes.
 //! - Peak RSS is the daemon's VmHWM read at the end of the scenario, before
 //!   unmounting: a peak over that mount's whole life (fills included).
 //! - Origin bytes are object bytes counted by the S3 server (GetObject content
