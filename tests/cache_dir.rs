@@ -10,6 +10,9 @@ use std::path::Path;
 
 /// Blocks cached under `dir` (a `--cache-dir`/`--shared-cache` directory) and
 /// the bytes of the files holding them, for objects cut in `block_size` blocks.
+/// An object held as a plain file counts its blocks once: while it is being
+/// made plain its block files stay beside it until they are removed (a daemon
+/// does that in the background), and a block held twice is still one block.
 pub fn cached_blocks(dir: &Path, block_size: u64) -> (usize, u64) {
     let (mut blocks, mut bytes) = (0, 0);
     let mut stack = vec![dir.join(inputfs_store::ROOT_NAME).join("objects")];
@@ -17,17 +20,23 @@ pub fn cached_blocks(dir: &Path, block_size: u64) -> (usize, u64) {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
         };
-        for e in entries.flatten() {
-            let (path, Ok(meta)) = (e.path(), e.metadata()) else {
-                continue;
-            };
+        let entries: Vec<_> = entries
+            .flatten()
+            .filter_map(|e| Some((e.path(), e.metadata().ok()?)))
+            .collect();
+        let plain = entries
+            .iter()
+            .find(|(path, meta)| meta.is_file() && path.ends_with(inputfs_store::PLAIN_NAME));
+        if let Some((_, meta)) = plain {
+            blocks += meta.len().div_ceil(block_size) as usize;
+            bytes += meta.len();
+            continue;
+        }
+        for (path, meta) in entries {
             if meta.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|x| x == "blk") {
                 blocks += 1;
-                bytes += meta.len();
-            } else if e.file_name() == inputfs_store::PLAIN_NAME {
-                blocks += meta.len().div_ceil(block_size) as usize;
                 bytes += meta.len();
             }
         }
