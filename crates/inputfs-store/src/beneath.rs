@@ -283,7 +283,6 @@ impl Beneath {
     }
 
     fn open_regular(&self, rel: &Rel, access: OFlag) -> io::Result<Found> {
-        self.ops.add(DirOp::Open, 1);
         match self.open_regular_once(rel, access) {
             // The name was replaced between the steps (another worker's
             // publish by rename) and a network filesystem called the first
@@ -294,6 +293,7 @@ impl Beneath {
     }
 
     fn open_regular_once(&self, rel: &Rel, access: OFlag) -> io::Result<Found> {
+        self.ops.add(DirOp::Open, 1);
         let (at, name) = self.parent(rel)?;
         let handle = nix::fcntl::openat(
             &at,
@@ -364,6 +364,8 @@ impl Beneath {
         let (at, name) = self.parent(rel)?;
         let mode = Mode::from_bits_truncate(mode);
         nix::sys::stat::mkdirat(&at, name, mode)?;
+        // Opened to set its mode whatever the umask: one more operation.
+        self.ops.add(DirOp::Open, 1);
         if let Ok(made) = self.open_dir(Some(rel.as_path()), OFlag::O_RDONLY) {
             let _ = nix::sys::stat::fchmod(&made, mode);
         }

@@ -49,8 +49,17 @@ const POOLED: usize = 16;
 static STAGING: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
 /// The alignment direct writes to `file` need, if its filesystem does them.
+/// Asked of the client's cached attributes (`AT_STATX_DONT_SYNC`): on a
+/// network filesystem a plain `statx` would be one more round trip to the
+/// server per file written, for an answer the server does not give anyway.
 fn direct_alignment(file: &File) -> Option<usize> {
-    let st = rustix::fs::statx(file, "", AtFlags::EMPTY_PATH, StatxFlags::DIOALIGN).ok()?;
+    let st = rustix::fs::statx(
+        file,
+        "",
+        AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC,
+        StatxFlags::DIOALIGN,
+    )
+    .ok()?;
     if st.stx_mask & StatxFlags::DIOALIGN.bits() == 0 {
         return None;
     }

@@ -231,7 +231,7 @@ fn hit_is_a_slice_of_the_exact_data() {
 /// `open`; a publish a temp file created, linked into place and its temp
 /// name removed, one append to the usage journal, and the object's directory
 /// made (a first `mkdir` refused for want of its fan directory, the fan's,
-/// the object's again).
+/// the object's again; each directory made is opened to set its mode).
 #[test]
 fn operations_on_the_directory_are_counted_by_kind() {
     use inputfs_store::ops::DirOp;
@@ -248,11 +248,14 @@ fn operations_on_the_directory_are_counted_by_kind() {
     assert_eq!(since(before, DirOp::Create), 1, "{snapshot}");
     assert_eq!(since(before, DirOp::Link) + since(before, DirOp::Rename), 1);
     assert_eq!(since(before, DirOp::Unlink), 1, "the temp name");
-    assert_eq!(since(before, DirOp::Open), 1, "the journal: {snapshot}");
+    assert!(
+        (1..=3).contains(&since(before, DirOp::Open)),
+        "the journal and the directories made: {snapshot}"
+    );
     assert!(since(before, DirOp::Mkdir) <= 3, "{snapshot}");
     let put_total: u64 = counts().iter().sum::<u64>() - before.iter().sum::<u64>();
     assert!(
-        put_total <= 8,
+        put_total <= 10,
         "{put_total} operations for a publish: {snapshot}"
     );
     let after_put = s.store.dir_ops().total();
@@ -271,5 +274,4 @@ fn operations_on_the_directory_are_counted_by_kind() {
         after_put + 2,
         "a miss is one open"
     );
-    assert_eq!(since(before, DirOp::Open), 3);
 }
