@@ -24,8 +24,14 @@ fn block_bytes(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.join("inputfs-v1/objects")];
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-            let m = e.metadata().unwrap();
+        // Every worker has stopped: nothing moves under the walk, so any
+        // error is the filesystem's and fails the test (never counted as 0).
+        let entries = std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+        for e in entries {
+            let e = e.unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+            let m = e
+                .metadata()
+                .unwrap_or_else(|err| panic!("{}: {err}", e.path().display()));
             if m.is_dir() {
                 stack.push(e.path());
             } else {

@@ -114,11 +114,15 @@ impl CacheDir {
     }
 
     /// Whether `dir` holds a cache (its root is a directory, not a link).
-    pub(crate) fn holds_cache(dir: &Path) -> bool {
-        Beneath::open(dir).is_ok_and(|at| {
-            at.stat(&Layout::default().root)
-                .is_ok_and(|s| Kind::of(&s) == Kind::Dir)
-        })
+    /// Only a missing root means no: any other failure to look (a network
+    /// filesystem's EIO, a permission) is an error of its own, never "no cache".
+    pub(crate) fn holds_cache(dir: &Path) -> std::io::Result<bool> {
+        let at = Beneath::open(dir)?;
+        match at.stat(&Layout::default().root) {
+            Ok(s) => Ok(Kind::of(&s) == Kind::Dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Run one call of the store: admitted first, its failure reported.

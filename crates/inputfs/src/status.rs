@@ -58,7 +58,9 @@ pub fn run(dirs: &TierDirs, json: bool) -> Result<()> {
 
 /// Open an existing cache directory without creating anything in it.
 pub fn open_existing(tier: &str, dir: &Path) -> Result<DirStore> {
-    if !DirStore::holds_cache(dir) {
+    let holds = DirStore::holds_cache(dir)
+        .with_context(|| format!("{}: cannot look for {ROOT_NAME}/ in it", dir.display()))?;
+    if !holds {
         bail!(
             "{} holds no inputfs cache (no {ROOT_NAME}/ in it)",
             dir.display()

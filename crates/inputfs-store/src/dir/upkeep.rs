@@ -113,8 +113,9 @@ impl DirStore {
         workers::all(&self.cd)
     }
 
-    /// Whether `dir` holds a cache (its root is a directory, not a link).
-    pub fn holds_cache(dir: &Path) -> bool {
+    /// Whether `dir` holds a cache (its root is a directory, not a link);
+    /// an error when it cannot be looked at (only a missing root is a no).
+    pub fn holds_cache(dir: &Path) -> std::io::Result<bool> {
         CacheDir::holds_cache(dir)
     }
 
