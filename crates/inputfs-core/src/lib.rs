@@ -4,6 +4,7 @@
 //! - [`object`]: what an input object *is* once resolved (URL, pinned version, size)
 //!   and the content identity its cache blocks are keyed by.
 //! - [`block`]: the block arithmetic every other crate shares.
+//! - [`buffers`]: block-sized buffers reused instead of allocated per block.
 //! - [`source`] and [`store`]: the two narrow traits behind which the outside world
 //!   sits (the origin object store, and a directory of cached blocks).
 //! - [`engine`]: the read path — memory, local tier, shared tier, origin — with
@@ -14,6 +15,7 @@
 //! - [`episode`]: lasting conditions (origin throttling, origin failing), logged once per episode.
 
 pub mod block;
+pub mod buffers;
 pub mod engine;
 pub mod episode;
 pub mod error;

@@ -15,6 +15,7 @@
 //!   the engine and users see.
 //! - [`error`]: [`SourceError`], the one-line reason an input cannot be mounted.
 
+mod body;
 mod classify;
 pub mod error;
 pub mod glob;

@@ -335,7 +335,10 @@ impl Origin {
                 version: object.version.token(),
             }));
         }
-        result.bytes().await.map_err(failed)
+        let len = usize::try_from(result.range.end - result.range.start).unwrap_or(0);
+        crate::body::collect(result.into_stream(), len)
+            .await
+            .map_err(failed)
     }
 
     /// The size of `object` at the origin, asked with a HEAD pinned to its
