@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -64,17 +64,38 @@ pub struct RandomRun {
     pub iops: f64,
 }
 
+/// How a reader opens its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// A plain `open`: the page cache serves what it holds.
+    Buffered,
+    /// `O_DIRECT`, as databases and some loaders open: the reader asks for no
+    /// page cache of its own file (buffers page-aligned, as it requires).
+    Direct,
+}
+
+/// Alignment of [`OpenMode::Direct`] buffers (a page: what every filesystem
+/// here accepts).
+const DIRECT_ALIGN: usize = 4096;
+
 /// `threads` readers each `pread` `io_size` bytes at random `io_size`-aligned
 /// offsets of `path` for `duration`, comparing every read with `data`.
 pub fn random_reads(
     path: &Path,
     data: &[u8],
-    io_size: usize,
+    (io_size, mode): (usize, OpenMode),
     threads: usize,
     duration: Duration,
     seed: u64,
 ) -> Result<RandomRun> {
-    let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let mut open = std::fs::OpenOptions::new();
+    open.read(true);
+    if mode == OpenMode::Direct {
+        open.custom_flags(libc::O_DIRECT);
+    }
+    let file = open
+        .open(path)
+        .with_context(|| format!("open {} ({mode:?})", path.display()))?;
     let slots = (data.len() / io_size).max(1) as u64;
     let started = Instant::now();
     let counts: Vec<u64> = std::thread::scope(|s| {
@@ -83,7 +104,9 @@ pub fn random_reads(
                 let file = &file;
                 s.spawn(move || -> Result<u64> {
                     let mut rng = fastrand::Rng::with_seed(seed.wrapping_add(t as u64));
-                    let mut buf = vec![0u8; io_size];
+                    let mut raw = vec![0u8; io_size + DIRECT_ALIGN];
+                    let skip = raw.as_ptr().align_offset(DIRECT_ALIGN);
+                    let buf = &mut raw[skip..skip + io_size];
                     let mut ops = 0u64;
                     while started.elapsed() < duration {
                         let offset = rng.u64(0..slots) * io_size as u64;

@@ -56,6 +56,15 @@ impl Rig {
         Mount::start(&self.mnt, &args, &env).expect("mount")
     }
 
+    /// Read the object whole through a cold mount, checking it; once that
+    /// mount stops, the local cache holds it as one plain file.
+    fn make_plain(&self) {
+        let cold = self.mount(&[]);
+        check_reads(&cold, &self.data);
+        cold.stop();
+        assert_eq!(self.plain_files().len(), 1);
+    }
+
     /// Every plain file in the local cache.
     fn plain_files(&self) -> Vec<PathBuf> {
         let mut found = Vec::new();
@@ -158,10 +167,7 @@ fn a_wholly_read_object_is_passed_through_on_the_next_mount() {
 #[test]
 fn passthrough_off_and_a_damaged_plain_file_read_through_the_daemon() {
     let rig = rig();
-    let cold = rig.mount(&[]);
-    check_reads(&cold, &rig.data);
-    cold.stop();
-    assert_eq!(rig.plain_files().len(), 1);
+    rig.make_plain();
 
     let addr = format!("127.0.0.1:{}", free_port());
     let off = rig.mount(&["--passthrough=off", &format!("--metrics-addr={addr}")]);
@@ -243,5 +249,89 @@ fn with_a_shared_cache_a_whole_read_builds_the_local_copy_once_and_a_partial_rea
         rig.block_files() <= 1,
         "copied {} blocks",
         rig.block_files()
+    );
+}
+
+const DIRECT_LINE: &str = "O_DIRECT: reads come from the plain local file";
+
+/// `pread`s of `len` bytes at `offsets` through a handle opened `O_DIRECT`
+/// (page-aligned buffer, as the flag requires), each checked against `want`.
+fn check_direct_reads(file: &std::fs::File, want: &[u8], len: usize, offsets: &[u64]) -> u64 {
+    let mut raw = vec![0u8; len + 4096];
+    let skip = raw.as_ptr().align_offset(4096);
+    let buf = &mut raw[skip..skip + len];
+    let mut total = 0;
+    for &offset in offsets {
+        let n = file.read_at(buf, offset).unwrap();
+        let end = (offset as usize + len).min(want.len());
+        assert_eq!(n, end - offset as usize, "O_DIRECT read at {offset}");
+        assert!(
+            buf[..n] == want[offset as usize..end],
+            "O_DIRECT bytes at {offset}"
+        );
+        total += n as u64;
+    }
+    total
+}
+
+/// An `O_DIRECT` open of an object held plain locally is not passed through
+/// (the kernel would hand the flag to the backing file: every read from the
+/// disk) but answered by the daemon from the plain file, never through the
+/// engine's block reads; a buffered open beside it reads right too.
+#[test]
+fn o_direct_opens_are_answered_from_the_plain_file() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let rig = rig();
+    rig.make_plain();
+
+    let addr = format!("127.0.0.1:{}", free_port());
+    let warm = rig.mount(&[&format!("--metrics-addr={addr}")]);
+    let path = warm.path("in/big.bin");
+    let direct = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)
+        .unwrap();
+    // Out of the page cache: the first reads take the blocking path.
+    let plain = std::fs::File::open(&rig.plain_files()[0]).unwrap();
+    // SAFETY: advice on an open descriptor; no memory is involved.
+    let advised = unsafe {
+        libc::posix_fadvise(
+            std::os::fd::AsRawFd::as_raw_fd(&plain),
+            0,
+            0,
+            libc::POSIX_FADV_DONTNEED,
+        )
+    };
+    assert_eq!(advised, 0, "posix_fadvise");
+    let size = rig.data.len() as u64;
+    // Aligned and not, across block boundaries, and the short read at the end.
+    let offsets = [
+        0,
+        4096,
+        BLOCK as u64 - 4096,
+        3 * BLOCK as u64 + 512,
+        size - 100,
+        2 * BLOCK as u64,
+    ];
+    let mut served = check_direct_reads(&direct, &rig.data, 65536, &offsets);
+    served += check_direct_reads(&direct, &rig.data, 4096, &offsets);
+    let m = scrape(&addr);
+    assert!(
+        m.get("inputfs_read_bytes_total") >= served,
+        "the daemon answered {} of the {served} bytes read O_DIRECT",
+        m.get("inputfs_read_bytes_total")
+    );
+    let engine = m.get("inputfs_tier_read_bytes_total{tier=\"local\"}");
+    assert_eq!(engine, 0, "the engine's block reads served {engine} bytes");
+    // The inode is read through the daemon while this handle is open: a
+    // buffered open meanwhile is, and reads right.
+    check_reads(&warm, &rig.data);
+    drop(direct);
+    let log = warm.stop();
+    assert!(log.contains(DIRECT_LINE), "no O_DIRECT handle:\n{log}");
+    assert!(
+        !log.contains(PASSTHROUGH_LINE),
+        "passed through beside an O_DIRECT handle:\n{log}"
     );
 }

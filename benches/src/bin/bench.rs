@@ -49,11 +49,11 @@ struct Args {
         default_value = "direct,inputfs,rclone,s3fs"
     )]
     systems: Vec<String>,
-    /// Scenarios to run (comma-separated): cold,warm-shared,warm-local,page-cache,random,small-files,workers,https,ttfb,ml.
+    /// Scenarios to run (comma-separated): cold,warm-shared,warm-local,page-cache,random,random-direct,small-files,workers,https,ttfb,ml.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "cold,warm-shared,warm-local,page-cache,random,small-files,workers,https,ttfb,ml"
+        default_value = "cold,warm-shared,warm-local,page-cache,random,random-direct,small-files,workers,https,ttfb,ml"
     )]
     scenarios: Vec<String>,
     /// An argument appended to every `inputfs mount` (repeatable), e.g.

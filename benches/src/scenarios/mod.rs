@@ -8,6 +8,7 @@
 //! | `warm-local` | remount on the filled local tier, no shared tier (the first read includes checking the plain file against its sidecar); inputfs also read again in the same mount (checked already) and with `--passthrough off` | a local file |
 //! | `page-cache` | second read through one mount | a local file's second read |
 //! | `random` | 4 KiB and 64 KiB random `pread`s on a warm remount (IOPS) | a local file |
+//! | `random-direct` | the same with the file opened `O_DIRECT` (issue 14's fio case: databases, some loaders) | a local file opened `O_DIRECT`: its disk |
 //! | `small-files` | cold read of every small file, listing included (files/s) | `direct` GETs, same parallelism |
 //! | `https` | cold sequential read over https (nginx + private CA, same proxy), inputfs and direct only | `direct` over https |
 //! | `workers` | N mounts cold-reading the big object at once: wall time, origin bytes / size | N `direct` readers |
@@ -44,7 +45,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use crate::measure::{self, evict};
+use crate::measure::{self, OpenMode, evict};
 use crate::report::{Better, Cell, Row, Target};
 use crate::setup::{Config, Stage};
 use crate::systems::{self, BIG_KEY, Mounted};
@@ -55,12 +56,13 @@ mod ml;
 mod ttfb;
 mod warm;
 
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
     "cold",
     "warm-shared",
     "warm-local",
     "page-cache",
     "random",
+    "random-direct",
     "small-files",
     "workers",
     "https",
@@ -108,7 +110,8 @@ impl<'a> Bench<'a> {
                 "warm-shared" => self.warm_shared(),
                 "warm-local" => self.warm_local(),
                 "page-cache" => self.page_cache(),
-                "random" => self.random(),
+                "random" => self.random(OpenMode::Buffered),
+                "random-direct" => self.random(OpenMode::Direct),
                 "small-files" => self.small_files(),
                 "https" => self.https(),
                 "ttfb" => self.ttfb(),
@@ -131,20 +134,37 @@ impl<'a> Bench<'a> {
         self.st.size() as f64 / MIB / d.as_secs_f64()
     }
 
+    /// Run `work` (reads through `m`, if a mount) and the CPU seconds per
+    /// GiB the mount's daemon spent on it, from the start until its CPU
+    /// settles (publishes and plain copies after the read included), per
+    /// the bytes `bytes` says `work` read. `None` without a daemon process.
+    fn with_cpu<T>(
+        m: Option<&Mounted>,
+        work: impl FnOnce() -> Result<T>,
+        bytes: impl FnOnce(&T) -> u64,
+    ) -> Result<(T, Option<f64>)> {
+        let pid = m.and_then(Mounted::pid);
+        let before = pid.and_then(measure::process_cpu);
+        let out = work()?;
+        let cpu = match (pid, before) {
+            (Some(pid), Some(before)) => measure::settled_cpu(pid)
+                .map(|c| measure::cpu_per_gib(c.saturating_sub(before), bytes(&out))),
+            _ => None,
+        };
+        Ok((out, cpu))
+    }
+
     /// Time one read of the big object through a mount, after eviction.
     fn timed_big(&self, m: &Mounted, evict_dirs: &[&Path]) -> Result<(Cell, Duration)> {
         evict(evict_dirs);
         self.st.server.reset_counts();
-        let before = m.pid().and_then(measure::process_cpu);
-        let d = measure::read_sequential(&m.big(), self.st.size(), &self.st.big_sha)?;
+        let (d, cpu) = Self::with_cpu(
+            Some(m),
+            || measure::read_sequential(&m.big(), self.st.size(), &self.st.big_sha),
+            |_| self.st.size(),
+        )?;
         let (origin_bytes, origin_gets) =
             (self.st.server.get_bytes(), self.st.server.get_requests());
-        let cpu = match (m.pid(), before) {
-            (Some(pid), Some(before)) => {
-                measure::settled_cpu(pid).map(|c| c.saturating_sub(before))
-            }
-            _ => None,
-        };
         Ok((
             Cell {
                 value: self.mib_s(d),
@@ -153,7 +173,7 @@ impl<'a> Bench<'a> {
                     "secs": d.as_secs_f64(),
                     "origin_bytes": origin_bytes,
                     "origin_gets": origin_gets,
-                    "cpu_s_per_gib": cpu.map(|c| measure::cpu_per_gib(c, self.st.size())),
+                    "cpu_s_per_gib": cpu,
                 }),
             },
             d,

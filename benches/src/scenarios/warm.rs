@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::Bench;
-use crate::measure::{self, evict};
+use crate::measure::{self, OpenMode, evict};
 use crate::report::{Better, Cell, Row, Target};
 use crate::systems::Mounted;
 
@@ -144,11 +144,16 @@ impl Bench<'_> {
     fn reread(&self, path: &Path, rss_of: Option<&Mounted>) -> Result<Cell> {
         measure::read_sequential(path, self.st.size(), &self.st.big_sha)?;
         self.st.server.reset_counts();
-        let d = measure::read_sequential(path, self.st.size(), &self.st.big_sha)?;
+        let (d, cpu) = Self::with_cpu(
+            rss_of,
+            || measure::read_sequential(path, self.st.size(), &self.st.big_sha),
+            |_| self.st.size(),
+        )?;
         Ok(Cell {
             value: self.mib_s(d),
             peak_rss: rss_of.and_then(|m| m.peak_rss()),
-            raw: json!({"secs": d.as_secs_f64(), "origin_bytes": self.st.server.get_bytes()}),
+            raw: json!({"secs": d.as_secs_f64(), "origin_bytes": self.st.server.get_bytes(),
+                "cpu_s_per_gib": cpu}),
         })
     }
 
@@ -191,57 +196,72 @@ impl Bench<'_> {
         path: &Path,
         dirs: &[&Path],
         rss_of: Option<&Mounted>,
+        mode: OpenMode,
     ) -> Result<[Cell; 2]> {
         let mut out = Vec::new();
         for (i, io) in [4096usize, 65536].into_iter().enumerate() {
             evict(dirs);
             self.st.server.reset_counts();
-            let r = measure::random_reads(
-                path,
-                &self.st.big,
-                io,
-                self.cfg.threads,
-                self.cfg.random_duration,
-                7 + i as u64,
+            let (r, cpu) = Self::with_cpu(
+                rss_of,
+                || {
+                    measure::random_reads(
+                        path,
+                        &self.st.big,
+                        (io, mode),
+                        self.cfg.threads,
+                        self.cfg.random_duration,
+                        7 + i as u64,
+                    )
+                },
+                |r| r.ops * io as u64,
             )?;
             out.push(Cell {
                 value: r.iops,
                 peak_rss: rss_of.and_then(|m| m.peak_rss()),
                 raw: json!({"ops": r.ops, "secs": r.secs, "io_size": io,
-                    "threads": self.cfg.threads, "origin_bytes": self.st.server.get_bytes()}),
+                    "threads": self.cfg.threads, "origin_bytes": self.st.server.get_bytes(),
+                    "cpu_s_per_gib": cpu}),
             });
         }
         let [a, b]: [Cell; 2] = out.try_into().map_err(|_| anyhow::anyhow!("two sizes"))?;
         Ok([a, b])
     }
 
-    pub(super) fn random(&mut self) -> Result<()> {
-        let base = "a plain local file, page cache evicted, same readers";
-        let mut rows = [
+    /// The `random` rows (buffered readers) or the `random-direct` ones
+    /// (`O_DIRECT` readers: the baseline then reads the disk, and each
+    /// system shows where it serves such reads from).
+    pub(super) fn random(&mut self, mode: OpenMode) -> Result<()> {
+        let (ids, title, base) = match mode {
+            OpenMode::Buffered => (
+                ["random-4k", "random-64k"],
+                "",
+                "a plain local file, page cache evicted, same readers",
+            ),
+            OpenMode::Direct => (
+                ["random-4k-direct", "random-64k-direct"],
+                ", O_DIRECT",
+                "a plain local file opened O_DIRECT (its disk), same readers",
+            ),
+        };
+        let row = |id: &'static str, kib: u32| {
             Row::new(
-                "random-4k",
-                "random 4 KiB reads (warm)",
+                id,
+                format!("random {kib} KiB reads (warm{title})"),
                 "IOPS",
                 Better::Higher,
                 base,
                 None,
-            ),
-            Row::new(
-                "random-64k",
-                "random 64 KiB reads (warm)",
-                "IOPS",
-                Better::Higher,
-                base,
-                None,
-            ),
-        ];
+            )
+        };
+        let mut rows = [row(ids[0], 4), row(ids[1], 64)];
         let put = |rows: &mut [Row; 2], sys: &str, cells: [Cell; 2]| {
             for (r, c) in rows.iter_mut().zip(cells) {
                 r.cells.insert(sys.into(), c);
             }
         };
         let cells = self
-            .random_pair(&self.st.local_file, &[&self.st.local_file], None)
+            .random_pair(&self.st.local_file, &[&self.st.local_file], None, mode)
             .context("baseline")?;
         put(&mut rows, "baseline", cells);
         if self.cfg.has_system("inputfs") {
@@ -251,7 +271,7 @@ impl Bench<'_> {
                 .inputfs("mnt-inputfs-wl", &self.local_args())
                 .context("inputfs")?;
             let cells = self
-                .random_pair(&m.big(), &[&local], Some(&m))
+                .random_pair(&m.big(), &[&local], Some(&m), mode)
                 .context("inputfs")?;
             m.stop();
             put(&mut rows, "inputfs", cells);
@@ -260,7 +280,7 @@ impl Bench<'_> {
             let cache = self.ensure_peer(p).with_context(|| p.to_string())?;
             let m = self.peer(p, &format!("mnt-{p}"), &cache)?;
             let cells = self
-                .random_pair(&m.big(), &[&cache], Some(&m))
+                .random_pair(&m.big(), &[&cache], Some(&m), mode)
                 .with_context(|| p.to_string())?;
             drop(m);
             put(&mut rows, p, cells);

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use fuser::{
 use inputfs_core::{Engine, FileReader, metric_names};
 use tracing::Instrument;
 
+use crate::direct_io;
 use crate::passthrough::Passthrough;
 use crate::tree::{Node, NodeKind, Tree};
 
@@ -43,12 +45,20 @@ pub struct MountOptions {
     pub passthrough: bool,
 }
 
+/// An open file: its reader, and for an `O_DIRECT` open of an object held
+/// plain locally, the plain file its reads come from (see `direct_io`).
+#[derive(Clone)]
+struct Handle {
+    reader: Arc<FileReader>,
+    plain: Option<Arc<File>>,
+}
+
 /// The mounted filesystem.
 pub struct InputFs {
     tree: Arc<Tree>,
     engine: Arc<Engine>,
     runtime: tokio::runtime::Handle,
-    readers: Mutex<HashMap<u64, Arc<FileReader>>>,
+    handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
     passthrough: Passthrough,
     uid: u32,
@@ -64,7 +74,7 @@ impl InputFs {
             tree: Arc::new(tree),
             engine,
             runtime,
-            readers: Mutex::default(),
+            handles: Mutex::default(),
             next_fh: AtomicU64::new(1),
             passthrough: Passthrough::default(),
             uid,
@@ -96,8 +106,15 @@ impl InputFs {
         }
     }
 
-    fn reader(&self, fh: u64) -> Option<Arc<FileReader>> {
-        self.readers.lock().ok()?.get(&fh).cloned()
+    /// Remember handle `fh` (before the open is answered: its reads follow).
+    fn keep(&self, fh: u64, handle: Handle) {
+        if let Ok(mut handles) = self.handles.lock() {
+            handles.insert(fh, handle);
+        }
+    }
+
+    fn handle(&self, fh: u64) -> Option<Handle> {
+        self.handles.lock().ok()?.get(&fh).cloned()
     }
 }
 
@@ -149,19 +166,29 @@ impl fuser::Filesystem for InputFs {
             None => return reply.error(Errno::ENOENT),
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let reader = Arc::new(self.engine.reader(object.clone()));
-        if let Ok(mut readers) = self.readers.lock() {
-            readers.insert(fh, reader);
-        }
-        // One local open+fstat, only for an inode's first handle.
-        let plain = || self.engine.local_plain_file(&object);
+        let mut handle = Handle {
+            reader: Arc::new(self.engine.reader(object.clone())),
+            plain: None,
+        };
+        // One local open+fstat, only for an inode's first handle; an
+        // O_DIRECT open never starts passthrough (see `direct_io`).
+        let direct = direct_io::wanted(flags.0);
+        let plain = || (!direct).then(|| self.engine.local_plain_file(&object))?;
         match self.passthrough.open(ino.0, &reply, plain) {
             Some(backing) => {
                 tracing::debug!("opened with kernel passthrough");
+                self.keep(fh, handle);
                 reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &backing);
             }
-            // Pinned content never changes under the kernel: keep its page cache.
-            None => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            None => {
+                if direct && let Some(file) = self.engine.local_plain_file(&object) {
+                    tracing::debug!("O_DIRECT: reads come from the plain local file");
+                    handle.plain = Some(Arc::new(file));
+                }
+                self.keep(fh, handle);
+                // Pinned content never changes under the kernel: keep its page cache.
+                reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE)
+            }
         }
     }
 
@@ -177,27 +204,41 @@ impl fuser::Filesystem for InputFs {
         reply: ReplyData,
     ) {
         let span = tracing::debug_span!("read", ino = ino.0, offset, size);
-        let Some(reader) = self.reader(fh.0) else {
+        let Some(Handle { reader, plain }) = self.handle(fh.0) else {
             return reply.error(Errno::EBADF);
         };
         let started = std::time::Instant::now();
+        let plain = plain.map(|file| {
+            let end = reader.object().id.size;
+            let len = end.saturating_sub(offset).min(u64::from(size));
+            (file, usize::try_from(len).unwrap_or(0))
+        });
+        let reply = match &plain {
+            Some((file, len)) => {
+                let _in = span.enter();
+                let hit = direct_io::answer_cached(file, offset, *len, reply, |reply, data| {
+                    answer(Ok(data), started, reply)
+                });
+                match hit {
+                    Ok(()) => return,
+                    Err(reply) => reply,
+                }
+            }
+            None => reply,
+        };
         self.runtime.spawn(
             async move {
-                let result = reader.read(offset, u64::from(size)).await;
-                // Recorded before replying: once the application has its data
-                // (and a scrape may follow), the read is counted.
-                metrics::histogram!(metric_names::READ_SECONDS)
-                    .record(started.elapsed().as_secs_f64());
-                match result {
-                    Ok(data) => {
-                        metrics::counter!(metric_names::READ_BYTES).increment(data.len() as u64);
-                        reply.data(&data)
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "read failed");
-                        reply.error(Errno::from_i32(e.errno()));
+                if let Some((file, len)) = plain {
+                    let read =
+                        tokio::task::spawn_blocking(move || direct_io::read_blocking(&file, offset, len))
+                            .await;
+                    match read {
+                        Ok(Ok(data)) => return answer(Ok(data), started, reply),
+                        Ok(Err(e)) => tracing::debug!(error = %e, "reading the plain file failed: the engine serves the read"),
+                        Err(e) => tracing::debug!(error = %e, "reading the plain file panicked: the engine serves the read"),
                     }
                 }
+                answer(reader.read(offset, u64::from(size)).await, started, reply)
             }
             .instrument(span),
         );
@@ -214,7 +255,12 @@ impl fuser::Filesystem for InputFs {
         reply: ReplyEmpty,
     ) {
         let _span = tracing::debug_span!("release", fh = fh.0).entered();
-        let reader = self.readers.lock().ok().and_then(|mut r| r.remove(&fh.0));
+        let reader = self
+            .handles
+            .lock()
+            .ok()
+            .and_then(|mut h| h.remove(&fh.0))
+            .map(|h| h.reader);
         if self.passthrough.release(ino.0)
             && let Some(reader) = reader
         {
@@ -363,5 +409,27 @@ fn raise_kernel_readahead(mountpoint: &Path) {
     match std::fs::write(&bdi, KERNEL_READAHEAD_KIB.to_string()) {
         Ok(()) => tracing::debug!(%bdi, kib = KERNEL_READAHEAD_KIB, "kernel readahead raised"),
         Err(e) => tracing::debug!(%bdi, error = %e, "kernel readahead left at its default"),
+    }
+}
+
+/// Reply to a read with its data or its error, counted in the read metrics
+/// first: once the application has its data (and a scrape may follow), the
+/// read is counted.
+fn answer<B: AsRef<[u8]>>(
+    result: inputfs_core::Result<B>,
+    started: std::time::Instant,
+    reply: ReplyData,
+) {
+    metrics::histogram!(metric_names::READ_SECONDS).record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(data) => {
+            let data = data.as_ref();
+            metrics::counter!(metric_names::READ_BYTES).increment(data.len() as u64);
+            reply.data(data)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "read failed");
+            reply.error(Errno::from_i32(e.errno()));
+        }
     }
 }

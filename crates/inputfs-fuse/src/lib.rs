@@ -6,6 +6,7 @@
 //! hands reads to the engine on a tokio runtime, replying asynchronously so the
 //! FUSE loop never waits on I/O ([`fs`]).
 
+mod direct_io;
 mod error;
 mod fs;
 mod passthrough;
