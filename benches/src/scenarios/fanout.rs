@@ -2,7 +2,7 @@
 //! several workers (each its own mount) cold-starting on the big object at once.
 
 use std::sync::Barrier;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
@@ -75,6 +75,10 @@ impl Bench<'_> {
         Ok(())
     }
 
+    /// `workers` readers (each its own mount, one shared cache) cold-start on
+    /// the big object at once; each system also once alone, for the ratio of
+    /// the fleet's wall time to one worker's (cooperative cold start: below 1
+    /// when the workers' origin connections are pooled).
     pub(super) fn workers(&mut self) -> Result<()> {
         let w = self.cfg.workers;
         let mut wall = Row::new(
@@ -85,6 +89,14 @@ impl Bench<'_> {
             "as many direct readers at once",
             None,
         );
+        let mut vs_one = Row::new(
+            "workers-vs-one",
+            format!("{w} workers cold start: wall time / one worker's"),
+            "x one",
+            Better::Lower,
+            "as many direct readers at once / one direct reader",
+            Some(Target::ValueAtMost(0.8)),
+        );
         let mut bytes = Row::new(
             "workers-origin",
             format!("{w} workers cold start: origin bytes / size"),
@@ -94,70 +106,46 @@ impl Bench<'_> {
             Some(Target::ValueAtMost(1.1)),
         );
         let size = self.st.size() as f64;
-        let (st, cfg) = (self.st, self.cfg);
-        let mut put = |sys: &str, d: Duration, origin: u64, rss: Option<u64>| {
-            let raw = json!({"workers": w, "secs": d.as_secs_f64(), "origin_bytes": origin});
-            wall.cells.insert(
-                sys.into(),
-                Cell {
-                    value: d.as_secs_f64(),
-                    peak_rss: rss,
-                    raw: raw.clone(),
-                },
-            );
-            bytes.cells.insert(
-                sys.into(),
-                Cell {
-                    value: origin as f64 / size,
-                    peak_rss: rss,
-                    raw,
-                },
-            );
-        };
-        if self.cfg.has_system("direct") {
-            self.st.server.reset_counts();
-            let barrier = Barrier::new(w);
-            let started = Instant::now();
-            std::thread::scope(|s| {
-                let hs: Vec<_> = (0..w)
-                    .map(|_| {
-                        s.spawn(|| {
-                            barrier.wait();
-                            st.direct.read(
-                                BIG_KEY,
-                                st.size(),
-                                &st.big_sha,
-                                cfg.block_size,
-                                cfg.direct_in_flight(),
-                            )
-                        })
-                    })
-                    .collect();
-                hs.into_iter().try_for_each(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| bail!("a reader panicked"))
-                        .map(drop)
-                })
-            })
-            .context("direct")?;
-            put(
-                "baseline",
-                started.elapsed(),
-                self.st.server.get_bytes(),
-                None,
-            );
-        }
         let mut systems: Vec<&str> = Vec::new();
+        if self.cfg.has_system("direct") {
+            systems.push("direct");
+        }
         if self.cfg.has_system("inputfs") {
             systems.push("inputfs");
         }
         systems.extend(self.peers());
         for sys in systems {
-            let shared = self.st.fresh_dir("inputfs-workers-shared")?;
-            let mut mounts = Vec::new();
-            for i in 0..w {
-                let cache = self.st.fresh_dir(&format!("{sys}-worker{i}-cache"))?;
-                let name = format!("mnt-{sys}-worker{i}");
+            let one = self.fleet(sys, 1)?;
+            let all = self.fleet(sys, w)?;
+            let name = if sys == "direct" { "baseline" } else { sys };
+            let raw = json!({"workers": w, "secs": all.secs, "origin_bytes": all.origin,
+                "one_worker_secs": one.secs, "one_worker_origin_bytes": one.origin});
+            let cell = |value| Cell {
+                value,
+                peak_rss: all.rss,
+                raw: raw.clone(),
+            };
+            wall.cells.insert(name.into(), cell(all.secs));
+            vs_one.cells.insert(name.into(), cell(all.secs / one.secs));
+            bytes.cells.insert(name.into(), cell(all.origin as f64 / size));
+        }
+        self.rows.push(wall);
+        self.rows.push(vs_one);
+        self.rows.push(bytes);
+        Ok(())
+    }
+
+    /// `n` readers of `sys` cold-read the big object at once (for a mounted
+    /// system, each through its own mount with its own cache; inputfs's
+    /// mounts share one shared cache), every byte checked.
+    fn fleet(&self, sys: &str, n: usize) -> Result<FleetRun> {
+        let (st, cfg) = (self.st, self.cfg);
+        let mut mounts = Vec::new();
+        if sys != "direct" {
+            let shared = self.st.fresh_dir(&format!("{sys}-fleet{n}-shared"))?;
+            for i in 0..n {
+                let cache = self.st.fresh_dir(&format!("{sys}-fleet{n}-worker{i}-cache"))?;
+                let name = format!("mnt-{sys}-fleet{n}-worker{i}");
                 mounts.push(if sys == "inputfs" {
                     self.inputfs(
                         &name,
@@ -170,37 +158,53 @@ impl Bench<'_> {
                     self.peer(sys, &name, &cache)?
                 });
             }
-            self.st.server.reset_counts();
-            let barrier = Barrier::new(w);
-            let started = Instant::now();
-            std::thread::scope(|s| {
-                let hs: Vec<_> = mounts
-                    .iter()
-                    .map(|m| {
-                        let (path, barrier) = (m.big(), &barrier);
-                        s.spawn(move || {
-                            barrier.wait();
-                            measure::read_sequential(&path, st.size(), &st.big_sha)
-                        })
-                    })
-                    .collect();
-                hs.into_iter().try_for_each(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| bail!("a reader panicked"))
-                        .map(drop)
-                })
-            })
-            .with_context(|| sys.to_string())?;
-            let d = started.elapsed();
-            let origin = self.st.server.get_bytes();
-            let rss = mounts.iter().filter_map(|m| m.peak_rss()).max();
-            for m in mounts {
-                m.stop();
-            }
-            put(sys, d, origin, rss);
         }
-        self.rows.push(wall);
-        self.rows.push(bytes);
-        Ok(())
+        self.st.server.reset_counts();
+        let barrier = Barrier::new(n);
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..n)
+                .map(|i| {
+                    let (barrier, path) = (&barrier, mounts.get(i).map(Mounted::big));
+                    s.spawn(move || {
+                        barrier.wait();
+                        match path {
+                            Some(path) => {
+                                measure::read_sequential(&path, st.size(), &st.big_sha).map(drop)
+                            }
+                            None => st
+                                .direct
+                                .read(
+                                    BIG_KEY,
+                                    st.size(),
+                                    &st.big_sha,
+                                    cfg.block_size,
+                                    cfg.direct_in_flight(),
+                                )
+                                .map(drop),
+                        }
+                    })
+                })
+                .collect();
+            hs.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|_| bail!("a reader panicked"))
+            })
+        })
+        .with_context(|| format!("{sys}, {n} workers"))?;
+        let secs = started.elapsed().as_secs_f64();
+        let origin = self.st.server.get_bytes();
+        let rss = mounts.iter().filter_map(|m| m.peak_rss()).max();
+        for m in mounts {
+            m.stop();
+        }
+        Ok(FleetRun { secs, origin, rss })
     }
+}
+
+/// One run of [`Bench::fleet`].
+struct FleetRun {
+    secs: f64,
+    origin: u64,
+    rss: Option<u64>,
 }

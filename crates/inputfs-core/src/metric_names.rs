@@ -40,6 +40,7 @@ pub const ORIGIN_THROTTLED: &str = "inputfs_origin_throttled_total";
 pub const ORIGIN_RETRIES: &str = "inputfs_origin_retries_total";
 pub const READAHEAD_BLOCKS: &str = "inputfs_readahead_blocks_total";
 pub const READAHEAD_CANCELLED: &str = "inputfs_readahead_cancelled_total";
+pub const READAHEAD_LENT: &str = "inputfs_readahead_lent_total";
 pub const EVICTIONS: &str = "inputfs_evictions_total";
 pub const EVICTED_BYTES: &str = "inputfs_evicted_bytes_total";
 pub const CACHE_USED_BYTES: &str = "inputfs_cache_used_bytes";
@@ -233,6 +234,12 @@ pub const ALL: &[Metric] = &[
         Counter,
         false,
         "Readahead loads cancelled in flight because their stream was abandoned",
+    ),
+    m(
+        READAHEAD_LENT,
+        Counter,
+        false,
+        "Readahead loads that found their block claimed by another worker (the window reached further)",
     ),
     m(
         EVICTIONS,

@@ -178,6 +178,7 @@ impl Scrape {
         counter!(names::ORIGIN_RETRIES).absolute(self.sources.retries.count());
         counter!(names::READAHEAD_BLOCKS).absolute(s.readahead_blocks);
         counter!(names::READAHEAD_CANCELLED).absolute(s.readahead_cancelled);
+        counter!(names::READAHEAD_LENT).absolute(s.readahead_lent);
 
         let memory = names::TIER_MEMORY;
         counter!(names::TIER_HITS, names::TIER => memory).absolute(s.memory.hits);

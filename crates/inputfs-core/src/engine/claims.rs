@@ -30,6 +30,11 @@ use crate::store::Claim;
 const FIRST_POLL: Duration = Duration::from_millis(5);
 const MAX_POLL: Duration = Duration::from_millis(50);
 
+/// Told by a readahead load that another worker holds its block's claim, so
+/// the reader's planner stops charging the block to the stream
+/// (`Readahead::on_fetched_elsewhere`: cooperative cold start).
+pub(super) type OnClaimedElsewhere = Box<dyn FnOnce() + Send>;
+
 /// What to do after every tier missed.
 pub(super) enum Outcome {
     /// Another worker published the block to the tier at `depth` while we waited.
@@ -72,7 +77,12 @@ impl Drop for HeldClaim {
 impl Engine {
     /// Claim the block on the first tier that coordinates, or wait for whoever
     /// holds the claim there.
-    pub(super) async fn coordinate(&self, id: BlockId, len: u64) -> Outcome {
+    pub(super) async fn coordinate(
+        &self,
+        id: BlockId,
+        len: u64,
+        elsewhere: Option<OnClaimedElsewhere>,
+    ) -> Outcome {
         if self.config.claim_timeout.is_zero() {
             return Outcome::Fetch { claimed: None };
         }
@@ -83,7 +93,12 @@ impl Engine {
                     let held = self.held(tier, id);
                     return self.recheck(depth, held, id, len).await;
                 }
-                Claim::Held => return self.wait_for(depth, tier, id, len).await,
+                Claim::Held => {
+                    if let Some(tell) = elsewhere {
+                        tell();
+                    }
+                    return self.wait_for(depth, tier, id, len).await;
+                }
             }
         }
         Outcome::Fetch { claimed: None }
@@ -262,6 +277,99 @@ mod tests {
             "claims off: {} requests",
             f.requests()
         );
+    }
+
+    /// Four workers each read the whole object sequentially through a
+    /// reader (readahead on), all starting at once: every byte right, every
+    /// block fetched from the origin once across the fleet.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn four_readers_starting_together_fetch_each_block_once() {
+        let f = fleet(64 * 64 * 1024);
+        let mut tasks = vec![];
+        for _ in 0..4 {
+            let (engine, object) = f.worker(Duration::from_secs(10));
+            let data = f.data.clone();
+            tasks.push(tokio::spawn(async move {
+                let reader = engine.reader(object);
+                let mut off = 0u64;
+                while off < data.len() as u64 {
+                    let got = reader.read(off, 128 * KIB).await.unwrap();
+                    let want = &data[off as usize..(off as usize + got.len())];
+                    assert!(got[..] == *want, "wrong bytes at {off}");
+                    off += got.len() as u64;
+                }
+                drop(reader);
+                engine.shutdown(Duration::from_secs(5)).await;
+                engine.stats()
+            }));
+        }
+        for t in tasks {
+            let stats = t.await.unwrap();
+            assert_eq!(stats.readahead_cancelled, 0);
+        }
+        assert_eq!(f.requests(), 64, "each block fetched once across the fleet");
+    }
+
+    /// Cooperative cold start: blocks of a reader's window that another
+    /// worker is fetching (their claims held) do not count against the
+    /// window, which reaches as much further: this worker fetches blocks past
+    /// its window while the others are still busy with theirs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blocks_claimed_elsewhere_send_the_window_further() {
+        let f = fleet(32 * 64 * 1024);
+        let config = EngineConfig {
+            block_size: 64 * KIB,
+            memory_budget: 4096 * KIB,
+            max_readahead: 256 * KIB,
+            claim_timeout: Duration::from_secs(30),
+            ..EngineConfig::default()
+        };
+        let tiers: Vec<Arc<dyn BlockStore>> = vec![f.shared.clone()];
+        let engine = Engine::new(f.origin.clone(), tiers, config).unwrap();
+        let object = engine.object(f.id.clone());
+        let block = |index| BlockId {
+            key: object.key,
+            index,
+        };
+        // Another worker is fetching blocks 4..8.
+        for i in 4..8 {
+            let claim = f.shared.claim(&block(i), Duration::from_secs(30));
+            assert_eq!(claim.unwrap(), Claim::Acquired);
+        }
+        let reader = engine.reader(object.clone());
+        // Blocks 0..4, read from the start: 4 blocks ahead earned (4..8),
+        // all four claimed elsewhere, so this worker fetches 8..12 itself.
+        let got = reader.read(0, 256 * KIB).await.unwrap();
+        assert!(got[..] == f.data[..256 * 1024]);
+        let fetched_ahead = async {
+            while f.requests() < 8 || engine.stats().readahead_lent < 4 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), fetched_ahead)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} origin requests, {} lent: the window did not move past the claimed blocks",
+                    f.requests(),
+                    engine.stats().readahead_lent
+                )
+            });
+        assert_eq!(f.requests(), 8, "blocks 0..4 and 8..12, none claimed elsewhere");
+        // The other worker publishes its blocks and releases its claims.
+        for i in 4..8 {
+            let range = object.layout.block_range(i);
+            let bytes = &f.data[range.start as usize..range.end as usize];
+            f.shared.put(&block(i), bytes).unwrap();
+            f.shared.release(&block(i));
+        }
+        let mut off = 256 * KIB;
+        while off < f.data.len() as u64 {
+            let got = reader.read(off, 128 * KIB).await.unwrap();
+            assert!(got[..] == f.data[off as usize..off as usize + got.len()]);
+            off += got.len() as u64;
+        }
+        assert_eq!(f.requests(), 28, "every block but the other worker's four");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

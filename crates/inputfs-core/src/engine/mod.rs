@@ -232,13 +232,13 @@ impl Engine {
         let end = offset.saturating_add(len).min(obj.id.size);
         let bs = obj.layout.block_size;
         if blocks.end - blocks.start == 1 {
-            let (block, hit) = self.block_entry(obj, blocks.start, false).await?;
+            let (block, hit) = self.block_entry(obj, blocks.start, false, None).await?;
             self.count_memory(hit, end - offset);
             let start = (offset - blocks.start * bs) as usize;
             return Ok(block.slice(start..start + (end - offset) as usize));
         }
         let parts =
-            futures::future::try_join_all(blocks.clone().map(|i| self.block_entry(obj, i, false)))
+            futures::future::try_join_all(blocks.clone().map(|i| self.block_entry(obj, i, false, None)))
                 .await?;
         let mut out = BytesMut::with_capacity((end - offset) as usize);
         for (i, (part, hit)) in blocks.zip(parts) {
@@ -253,7 +253,7 @@ impl Engine {
 
     /// Fetch a whole block through the single-flight point.
     pub async fn block(self: &Arc<Self>, obj: &Arc<Object>, index: u64) -> Result<Bytes> {
-        self.block_entry(obj, index, false)
+        self.block_entry(obj, index, false, None)
             .await
             .map(|(data, _)| data)
     }
@@ -261,12 +261,14 @@ impl Engine {
     /// [`block`](Self::block), and whether this request was served without a
     /// load of its own (the block was in memory, or another request — a
     /// readahead, say — was already loading it). `sequential`: the load is
-    /// for a sequential reader's readahead.
+    /// for a sequential reader's readahead; `elsewhere` is told if another
+    /// worker holds the block's claim.
     async fn block_entry(
         self: &Arc<Self>,
         obj: &Arc<Object>,
         index: u64,
         sequential: bool,
+        elsewhere: Option<claims::OnClaimedElsewhere>,
     ) -> Result<(Bytes, bool)> {
         let id = BlockId {
             key: obj.key,
@@ -275,7 +277,7 @@ impl Engine {
         let entry = self
             .memory
             .entry(id)
-            .or_try_insert_with(self.clone().load(obj.clone(), index, None, sequential))
+            .or_try_insert_with(self.clone().load(obj.clone(), index, None, sequential, elsewhere))
             .await
             .map_err(Error::from)?;
         let hit = !entry.is_fresh();
@@ -283,9 +285,15 @@ impl Engine {
     }
 
     /// Load a block ahead of a sequential reader, through the single-flight
-    /// point; errors are the demand read's to report.
-    async fn prefetch(self: &Arc<Self>, obj: &Arc<Object>, index: u64) {
-        let _ = self.block_entry(obj, index, true).await;
+    /// point; errors are the demand read's to report. `elsewhere` is told if
+    /// another worker holds the block's claim.
+    async fn prefetch(
+        self: &Arc<Self>,
+        obj: &Arc<Object>,
+        index: u64,
+        elsewhere: claims::OnClaimedElsewhere,
+    ) {
+        let _ = self.block_entry(obj, index, true, Some(elsewhere)).await;
     }
 
     /// Count one block's part of an application read against the memory tier.
@@ -367,6 +375,7 @@ impl Engine {
             origin_errors: self.origin.errors.load(Ordering::Relaxed),
             readahead_blocks: self.readahead.blocks.load(Ordering::Relaxed),
             readahead_cancelled: self.readahead.cancelled.load(Ordering::Relaxed),
+            readahead_lent: self.readahead.lent.load(Ordering::Relaxed),
             memory: MemorySnapshot {
                 hits: self.memory_stats.hits.load(Ordering::Relaxed),
                 misses: self.memory_stats.misses.load(Ordering::Relaxed),
@@ -401,13 +410,15 @@ impl Engine {
 
     /// Load a block that is not in memory: tiers, then claims, then the origin.
     /// `trace` is set by a warm: its target tiers are published synchronously
-    /// and it learns where the block came from.
+    /// and it learns where the block came from. `elsewhere` is told if
+    /// another worker holds the block's claim (this load then waits for it).
     async fn load(
         self: Arc<Self>,
         obj: Arc<Object>,
         index: u64,
         trace: Option<Arc<warm::Trace>>,
         sequential: bool,
+        elsewhere: Option<claims::OnClaimedElsewhere>,
     ) -> Result<Bytes> {
         let trace = trace.as_deref();
         let len = obj.layout.block_len(index);
@@ -428,7 +439,7 @@ impl Engine {
                 return Ok(data);
             }
         }
-        let claimed = match self.coordinate(id, len).await {
+        let claimed = match self.coordinate(id, len, elsewhere).await {
             claims::Outcome::Published { depth, data } => {
                 Self::trace_found(trace, warm::Found::Tier(depth));
                 self.publish_above(depth, id, &data, trace, sequential)

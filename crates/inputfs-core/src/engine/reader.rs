@@ -20,6 +20,7 @@
 //! it whole): less than half a block instead of a whole one, for bytes that are
 //! most often never used.
 
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -27,12 +28,19 @@ use bytes::{Bytes, BytesMut};
 use tokio::task::AbortHandle;
 
 use super::readahead::{Readahead, StreamId};
+use super::claims::OnClaimedElsewhere;
 use super::{Engine, Object};
 use crate::block::BlockId;
 use crate::error::Result;
 
 /// One open file: reads through the engine with its own readahead.
 pub struct FileReader {
+    inner: Arc<Inner>,
+}
+
+/// What a `FileReader`'s readahead loads reach back to (weakly: a closed
+/// handle's loads are cancelled, and never keep it alive).
+struct Inner {
     engine: Arc<Engine>,
     object: Arc<Object>,
     ahead: Mutex<Ahead>,
@@ -47,29 +55,32 @@ struct Ahead {
 impl FileReader {
     pub(super) fn new(engine: Arc<Engine>, object: Arc<Object>, window: u64) -> Self {
         FileReader {
-            engine,
-            object,
-            ahead: Mutex::new(Ahead {
-                planner: Readahead::new(window),
-                loads: Vec::new(),
+            inner: Arc::new(Inner {
+                engine,
+                object,
+                ahead: Mutex::new(Ahead {
+                    planner: Readahead::new(window),
+                    loads: Vec::new(),
+                }),
             }),
         }
     }
 
     /// The object being read.
     pub fn object(&self) -> &Arc<Object> {
-        &self.object
+        &self.inner.object
     }
 
     /// Read `len` bytes at `offset`, loading ahead what the read's stream has earned.
     pub async fn read(&self, offset: u64, len: u64) -> Result<Bytes> {
-        let data = match self.read_ahead(offset, len) {
-            None => self.engine.read(&self.object, offset, len).await?,
+        let Inner { engine, object, .. } = &*self.inner;
+        let data = match self.inner.read_ahead(offset, len) {
+            None => engine.read(object, offset, len).await?,
             Some(split) => {
-                let end = offset.saturating_add(len).min(self.object.id.size);
+                let end = offset.saturating_add(len).min(object.id.size);
                 let (head, rest) = futures::try_join!(
-                    self.engine.lead_in(&self.object, offset, split),
-                    self.engine.read(&self.object, split, end - split)
+                    engine.lead_in(object, offset, split),
+                    engine.read(object, split, end - split)
                 )?;
                 let mut out = BytesMut::with_capacity(head.len() + rest.len());
                 out.extend_from_slice(&head);
@@ -77,15 +88,15 @@ impl FileReader {
                 out.freeze()
             }
         };
-        self.object
-            .served
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        object.served.fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(data)
     }
+}
 
+impl Inner {
     /// Plan the read and start its readahead loads; say where its lead-in
     /// ends, if it has one.
-    fn read_ahead(&self, offset: u64, len: u64) -> Option<u64> {
+    fn read_ahead(self: &Arc<Self>, offset: u64, len: u64) -> Option<u64> {
         let Ok(mut ahead) = self.ahead.lock() else {
             return None;
         };
@@ -107,34 +118,61 @@ impl FileReader {
                 *stream != forgotten
             });
         }
-        let Some(stream) = plan.stream else {
-            return lead_in;
-        };
-        for index in plan.prefetch {
+        if let Some(stream) = plan.stream {
+            self.start_loads(&mut ahead, stream, plan.prefetch);
+        }
+        lead_in
+    }
+
+    /// Start the readahead loads of `blocks` for `stream`, as far as free
+    /// in-flight budget allows: readahead never makes a demand read wait, and
+    /// what is not started here is loaded when read. A load that finds its
+    /// block claimed by another worker tells the planner, which may send this
+    /// stream further ahead (cooperative cold start, `readahead`).
+    fn start_loads(self: &Arc<Self>, ahead: &mut Ahead, stream: StreamId, blocks: Range<u64>) {
+        for index in blocks {
             let need = self.object.layout.block_len(index).div_ceil(1024) as usize;
-            // Readahead only uses budget that is free: it never makes a demand
-            // read wait. What is not started here is loaded when read.
             if self.engine.inflight_free_kib() < need {
                 break;
             }
             let engine = self.engine.clone();
             let object = self.object.clone();
             engine.readahead.blocks.fetch_add(1, Ordering::Relaxed);
+            let me = Arc::downgrade(self);
+            let elsewhere: OnClaimedElsewhere = Box::new(move || {
+                if let Some(reader) = me.upgrade() {
+                    reader.fetched_elsewhere(stream, index);
+                }
+            });
             let load = tokio::spawn(async move {
-                engine.prefetch(&object, index).await;
+                engine.prefetch(&object, index, elsewhere).await;
             });
             ahead.loads.push((stream, load.abort_handle()));
         }
-        lead_in
+    }
+
+    /// Another worker fetches block `index`, asked for ahead of `stream`.
+    fn fetched_elsewhere(self: &Arc<Self>, stream: StreamId, index: u64) {
+        let Ok(mut ahead) = self.ahead.lock() else {
+            return;
+        };
+        let more = ahead
+            .planner
+            .on_fetched_elsewhere(stream, index, &self.object.layout);
+        self.engine
+            .readahead
+            .lent
+            .fetch_add(1, Ordering::Relaxed);
+        self.start_loads(&mut ahead, stream, more);
     }
 }
 
 impl Drop for FileReader {
     /// A closed handle's readahead is abandoned.
     fn drop(&mut self) {
-        if let Ok(ahead) = self.ahead.get_mut() {
+        if let Ok(mut ahead) = self.inner.ahead.lock() {
             for (_, load) in ahead.loads.drain(..) {
-                self.engine.cancel(&load);
+                self.inner.engine.cancel(&load);
             }
         }
     }

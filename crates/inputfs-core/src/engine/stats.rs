@@ -12,11 +12,13 @@ pub struct OriginStats {
 }
 
 /// Counters of readahead: blocks asked for ahead of a stream, and loads of
-/// them cancelled because the stream was abandoned (forgotten or closed).
+/// them cancelled because the stream was abandoned (forgotten or closed), and
+/// of them found claimed by another worker (lent: cooperative cold start).
 #[derive(Debug, Default)]
 pub struct ReadaheadStats {
     pub blocks: AtomicU64,
     pub cancelled: AtomicU64,
+    pub lent: AtomicU64,
 }
 
 /// Counters of the in-memory block cache.
@@ -111,6 +113,9 @@ pub struct StatsSnapshot {
     pub readahead_blocks: u64,
     /// Readahead loads cancelled in flight: their stream was abandoned.
     pub readahead_cancelled: u64,
+    /// Readahead loads that found their block claimed by another worker,
+    /// which let the stream's window reach further (`readahead`).
+    pub readahead_lent: u64,
     /// The in-memory block cache, above every tier.
     pub memory: MemorySnapshot,
     /// One entry per tier, in lookup order, with the tier's name.

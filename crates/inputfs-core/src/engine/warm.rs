@@ -241,7 +241,7 @@ impl Engine {
                     .try_get_with(
                         id,
                         self.clone()
-                            .load(obj.clone(), index, Some(trace.clone()), false),
+                            .load(obj.clone(), index, Some(trace.clone()), false, None),
                     )
                     .await
                     .map_err(Error::from)?;

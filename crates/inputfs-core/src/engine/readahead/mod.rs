@@ -62,6 +62,19 @@
 //! - **Cancelled when abandoned.** A forgotten stream's loads still in flight
 //!   are cancelled (dropping their origin requests), as are all of a handle's
 //!   when it is closed (`FileReader`'s `Drop`).
+//! - **Cooperative cold start.** Workers of a fleet that start together read
+//!   the same blocks in the same order, so their windows cover the same
+//!   blocks: each claims a few and waits on the shared tier for the rest, and
+//!   the fleet has no more origin requests going than one worker alone. So a
+//!   block of the window that another worker turns out to be fetching (its
+//!   claim is held: `on_fetched_elsewhere`) is not charged to the stream's
+//!   budget, and the window reaches further by as much, up to
+//!   [`FLEET_LOOKAHEAD`] windows: each worker keeps its own window's worth of
+//!   fetches going, on blocks the others have not claimed, and the fleet's
+//!   origin bandwidth adds up. The bound above holds for the bytes this
+//!   worker fetched itself (the property test checks it with arbitrary blocks
+//!   lent); those another worker fetched cost this one nothing but a read of
+//!   the shared tier, and are published there for the whole fleet.
 //!
 //! The ramp this gives a sequential reader from the start of a file, with
 //! 4 MiB blocks: the first block ahead after 4 MiB read, 4 ahead after
@@ -106,6 +119,7 @@
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::ops::Range;
 
 use crate::block::BlockLayout;
@@ -128,6 +142,10 @@ pub const WASTE_DIVISOR: u64 = 2;
 /// A stream that opened at the start of the file may have fetched ahead as
 /// much as it has read (see the module docs).
 pub const FROM_START_DIVISOR: u64 = 1;
+
+/// How many windows ahead of its reads a stream may look when other workers
+/// fetch part of its window (see "Cooperative cold start" above).
+pub const FLEET_LOOKAHEAD: u64 = 2;
 
 /// Which stream of an open file a read belonged to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -158,6 +176,10 @@ struct Stream {
     issued_until: u64,
     /// Bytes of blocks asked for ahead of it that it jumped over unread.
     wasted: u64,
+    /// Blocks asked for ahead of it (at or past its frontier) that another
+    /// worker of the fleet turned out to be fetching: they cost this worker
+    /// no origin bytes, so they are not charged to its budget.
+    elsewhere: BTreeSet<u64>,
     /// It opened at the start of the file: a whole-file reader's signature,
     /// which earns it the larger fraction ([`FROM_START_DIVISOR`]).
     from_start: bool,
@@ -216,6 +238,27 @@ impl Readahead {
         }
     }
 
+    /// Record that block `index`, asked for ahead of `stream`, is being
+    /// fetched by another worker (this worker only waits for it on the shared
+    /// tier), and say what to load ahead now that its budget is not spent on
+    /// it. Nothing for a forgotten stream, or a block it is no longer ahead of.
+    pub fn on_fetched_elsewhere(
+        &mut self,
+        stream: StreamId,
+        index: u64,
+        layout: &BlockLayout,
+    ) -> Range<u64> {
+        let Some(s) = self.streams.iter_mut().find(|s| s.id == stream) else {
+            return 0..0;
+        };
+        let frontier = s.next.div_ceil(layout.block_size);
+        if index < frontier || index >= s.issued_until {
+            return 0..0;
+        }
+        s.elsewhere.insert(index);
+        s.plan(layout, self.max_window)
+    }
+
     /// The stream whose end is nearest to `offset`, within [`SLACK`].
     fn nearest(&self, offset: u64) -> Option<usize> {
         self.streams
@@ -236,6 +279,7 @@ impl Readahead {
             read: 0,
             issued_until: 0,
             wasted: 0,
+            elsewhere: BTreeSet::new(),
             from_start: offset == 0,
             last_used: self.clock,
         };
@@ -262,11 +306,15 @@ impl Stream {
             let from = self.next.div_ceil(bs);
             let to = (offset / bs).min(self.issued_until);
             self.wasted += (from..to.max(from))
+                .filter(|b| !self.elsewhere.contains(b))
                 .map(|b| layout.block_len(b))
                 .sum::<u64>();
         }
         self.read += end.saturating_sub(offset.max(self.next));
         self.next = self.next.max(end);
+        // Blocks behind the frontier are read or passed over: no longer ahead.
+        let frontier = self.next.div_ceil(bs);
+        self.elsewhere = self.elsewhere.split_off(&frontier);
     }
 
     /// The blocks to ask for now: as far ahead as the budget and the window
@@ -275,7 +323,8 @@ impl Stream {
         let bs = layout.block_size;
         // The first block none of this stream's reads has touched.
         let frontier = self.next.div_ceil(bs);
-        let outstanding = layout_bytes(layout, frontier, self.issued_until);
+        let lent: u64 = self.elsewhere.iter().map(|&b| layout.block_len(b)).sum();
+        let outstanding = layout_bytes(layout, frontier, self.issued_until).saturating_sub(lent);
         let divisor = if self.from_start {
             FROM_START_DIVISOR
         } else {
@@ -287,7 +336,12 @@ impl Stream {
         let from = frontier.max(self.issued_until);
         // Whole blocks only (a short last block is charged as a whole one).
         let by_budget = from.saturating_add(budget / bs);
-        let by_window = self.next.saturating_add(max_window) / bs;
+        // The window counts this worker's own fetches: blocks another worker
+        // fetches extend it, up to [`FLEET_LOOKAHEAD`] windows in all.
+        let by_window = self
+            .next
+            .saturating_add(max_window.saturating_add(lent).min(max_window.saturating_mul(FLEET_LOOKAHEAD)))
+            / bs;
         let until = by_budget.min(by_window).min(layout.block_count());
         if until <= from {
             return 0..0;

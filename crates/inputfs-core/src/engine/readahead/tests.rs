@@ -22,6 +22,8 @@ struct Sim {
     read_from_start: u64,
     from_start: BTreeSet<StreamId>,
     forgotten: Vec<StreamId>,
+    /// Blocks another worker fetched (`on_fetched_elsewhere`).
+    lent: BTreeSet<u64>,
 }
 
 impl Sim {
@@ -35,7 +37,19 @@ impl Sim {
             read_from_start: 0,
             from_start: BTreeSet::new(),
             forgotten: vec![],
+            lent: BTreeSet::new(),
         }
+    }
+
+    /// Another worker is fetching `index`, asked for ahead of `stream`.
+    fn lend(&mut self, stream: StreamId, index: u64) -> Range<u64> {
+        let more = self.ra.on_fetched_elsewhere(stream, index, &self.layout);
+        if self.issued.contains(&index) {
+            self.lent.insert(index);
+        }
+        assert!(more.end <= self.layout.block_count());
+        self.issued.extend(more.clone());
+        more
     }
 
     fn read(&mut self, offset: u64, len: u64) -> Plan {
@@ -73,11 +87,13 @@ impl Sim {
         }
     }
 
-    /// Bytes of blocks asked for ahead that no read touched.
+    /// Bytes of blocks this worker fetched ahead (not lent) that no read
+    /// touched.
     fn wasted(&self) -> u64 {
         let issued: BTreeSet<u64> = self.issued.iter().copied().collect();
         issued
             .difference(&self.touched)
+            .filter(|b| !self.lent.contains(b))
             .map(|&b| self.layout.block_len(b))
             .sum()
     }
@@ -165,6 +181,44 @@ fn interleaved_streams_each_get_their_own_window() {
         "{:?}",
         sim.issued
     );
+    sim.assert_bound();
+}
+
+#[test]
+fn blocks_another_worker_fetches_extend_the_window_up_to_the_fleet_lookahead() {
+    let (bs, window) = (4 * MIB, 64 * MIB);
+    let mut sim = Sim::new(bs, 1024 * MIB, window);
+    // Ramp to the full window: 16 blocks ahead of the 64 MiB read.
+    sim.scan(0, 64 * MIB, MIB);
+    let stream = sim.read(64 * MIB, MIB).stream.unwrap();
+    let ahead_before = *sim.issued.iter().max().unwrap();
+    assert_eq!(ahead_before, (65 * MIB + window) / bs - 1);
+    // The fleet fetches every other block of the window: each one lent
+    // makes room for one more of this worker's own.
+    let window_blocks: Vec<u64> = (17..=ahead_before).step_by(2).collect();
+    let mut added = 0;
+    for b in window_blocks {
+        added += sim.lend(stream, b).count();
+    }
+    assert!(added > 0, "the window reached no further");
+    let furthest = *sim.issued.iter().max().unwrap();
+    assert!(
+        furthest * bs < 65 * MIB + FLEET_LOOKAHEAD * window,
+        "block {furthest} is past {FLEET_LOOKAHEAD} windows"
+    );
+    // Lending more than the look-ahead allows adds nothing past it.
+    for b in (ahead_before + 1..=furthest).collect::<Vec<_>>() {
+        sim.lend(stream, b);
+    }
+    let furthest = *sim.issued.iter().max().unwrap();
+    assert!(furthest * bs < 65 * MIB + FLEET_LOOKAHEAD * window);
+    // Blocks behind the frontier, not asked for, or of a forgotten stream
+    // change nothing.
+    assert!(sim.lend(stream, 3).is_empty());
+    assert!(sim.lend(stream, 255).is_empty());
+    assert!(sim.lend(StreamId(99), 20).is_empty());
+    // The stream stops: what this worker fetched itself and nobody read is
+    // still within the bound.
     sim.assert_bound();
 }
 
@@ -366,14 +420,23 @@ proptest! {
         reads in reads(),
         block_kib in prop::sample::select(vec![64u64, 1024, 4096]),
         window_blocks in 0u64..32,
+        lend_every in 0usize..4,
     ) {
         let bs = block_kib * KIB;
         let mut sim = Sim::new(bs, 80 * MIB, window_blocks * bs);
-        for (offset, len) in reads {
+        // With `lend_every` > 0, the first block of every such plan is
+        // another worker's to fetch (a fleet reading the same object).
+        let reach = window_blocks * bs * FLEET_LOOKAHEAD + SLACK;
+        for (i, (offset, len)) in reads.into_iter().enumerate() {
             let plan = sim.read(offset, len);
-            if !plan.prefetch.is_empty() {
-                let end = sim.layout.block_range(plan.prefetch.end - 1).end;
-                prop_assert!(end <= (offset + len).min(sim.layout.object_size) + window_blocks * bs + SLACK);
+            let end_read = (offset + len).min(sim.layout.object_size);
+            let mut ranges = vec![plan.prefetch.clone()];
+            if lend_every > 0 && i % lend_every == 0 && !plan.prefetch.is_empty() {
+                ranges.push(sim.lend(plan.stream.unwrap(), plan.prefetch.start));
+            }
+            for r in ranges.into_iter().filter(|r| !r.is_empty()) {
+                let end = sim.layout.block_range(r.end - 1).end;
+                prop_assert!(end <= end_read + reach, "{r:?} past the look-ahead");
             }
         }
         prop_assert!(
