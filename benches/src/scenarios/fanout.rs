@@ -127,7 +127,9 @@ impl Bench<'_> {
             };
             wall.cells.insert(name.into(), cell(all.secs));
             vs_one.cells.insert(name.into(), cell(all.secs / one.secs));
-            bytes.cells.insert(name.into(), cell(all.origin as f64 / size));
+            bytes
+                .cells
+                .insert(name.into(), cell(all.origin as f64 / size));
         }
         self.rows.push(wall);
         self.rows.push(vs_one);
@@ -144,7 +146,9 @@ impl Bench<'_> {
         if sys != "direct" {
             let shared = self.st.fresh_dir(&format!("{sys}-fleet{n}-shared"))?;
             for i in 0..n {
-                let cache = self.st.fresh_dir(&format!("{sys}-fleet{n}-worker{i}-cache"))?;
+                let cache = self
+                    .st
+                    .fresh_dir(&format!("{sys}-fleet{n}-worker{i}-cache"))?;
                 let name = format!("mnt-{sys}-fleet{n}-worker{i}");
                 mounts.push(if sys == "inputfs" {
                     self.inputfs(
@@ -186,10 +190,8 @@ impl Bench<'_> {
                     })
                 })
                 .collect();
-            hs.into_iter().try_for_each(|h| {
-                h.join()
-                    .unwrap_or_else(|_| bail!("a reader panicked"))
-            })
+            hs.into_iter()
+                .try_for_each(|h| h.join().unwrap_or_else(|_| bail!("a reader panicked")))
         })
         .with_context(|| format!("{sys}, {n} workers"))?;
         let secs = started.elapsed().as_secs_f64();

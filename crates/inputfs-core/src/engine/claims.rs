@@ -3,32 +3,22 @@
 //! Workers never talk to each other; the shared directory is all they share. So
 //! before fetching a block from the origin a worker claims it on the shared tier
 //! (an exclusive entry with an expiry, in `inputfs-store`). Whoever gets the
-//! claim fetches and publishes; the others poll the tier for the block, with a
-//! backoff, for at most the claim timeout — then fetch it themselves, so nothing
-//! ever waits unbounded. A claim whose holder died is taken over once it expires.
+//! claim fetches and publishes; the others look for the block on the tier, on a
+//! schedule set by how long a fetch takes (`claim_wait`), for at most the claim
+//! timeout — then fetch it themselves, so nothing ever waits unbounded. A claim whose holder died is taken over once it expires.
 //! Claims only save origin traffic: every race they lose costs a duplicate fetch,
 //! never a wrong byte, because blocks are content-addressed and verified.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_util::task::TaskTracker;
 
-use super::Engine;
 use super::tiers::{Op, Tier};
+use super::{Engine, claim_wait};
 use crate::block::BlockId;
 use crate::store::Claim;
-
-/// The first and the largest pause between two looks for a claimed block. A
-/// claimed block usually lands within one origin request (tens to hundreds of
-/// ms), and every pause past that is wall time the waiter loses: at a 250 ms
-/// cap, 4 workers cold-reading one object took 1.7x the time of fetching
-/// without claims; at 50 ms, see docs/PERFORMANCE.md. A look is one failed
-/// `open` on the shared directory.
-const FIRST_POLL: Duration = Duration::from_millis(5);
-const MAX_POLL: Duration = Duration::from_millis(50);
 
 /// Told by a readahead load that another worker holds its block's claim, so
 /// the reader's planner stops charging the block to the stream
@@ -130,11 +120,11 @@ impl Engine {
 
     async fn wait_for(&self, depth: usize, tier: &Arc<Tier>, id: BlockId, len: u64) -> Outcome {
         tier.stats.claim_waits.fetch_add(1, Ordering::Relaxed);
-        let deadline = tokio::time::Instant::now() + self.config.claim_timeout;
-        let mut pause = FIRST_POLL;
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.config.claim_timeout;
         loop {
+            let pause = claim_wait::next_pause(self.fetch_time.estimate(), started.elapsed());
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(MAX_POLL);
             if let Some(data) = self.tier_get(tier, id, len, false).await {
                 tier.stats.claim_wait_hits.fetch_add(1, Ordering::Relaxed);
                 return Outcome::Published { depth, data };
@@ -355,7 +345,11 @@ mod tests {
                     engine.stats().readahead_lent
                 )
             });
-        assert_eq!(f.requests(), 8, "blocks 0..4 and 8..12, none claimed elsewhere");
+        assert_eq!(
+            f.requests(),
+            8,
+            "blocks 0..4 and 8..12, none claimed elsewhere"
+        );
         // The other worker publishes its blocks and releases its claims.
         for i in 4..8 {
             let range = object.layout.block_range(i);
@@ -370,6 +364,43 @@ mod tests {
             off += got.len() as u64;
         }
         assert_eq!(f.requests(), 28, "every block but the other worker's four");
+    }
+
+    /// A waiter looks for a claimed block on a schedule set by its own fetch
+    /// time (`claim_wait`): a block landing after about one fetch is found in
+    /// a handful of looks, where polling every 5-50 ms took ten or more.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiter_looks_a_few_times_per_fetch_time() {
+        let f = fleet(2 * 64 * 1024);
+        let fetch = Duration::from_millis(400);
+        f.origin.set_delay(fetch);
+        let (engine, object) = f.worker(Duration::from_secs(20));
+        // Block 1 is fetched by this worker: its estimate of a fetch.
+        let got = engine.read(&object, 64 * KIB, 10).await.unwrap();
+        assert_eq!(&got[..], &f.data[64 * 1024..64 * 1024 + 10]);
+        // Another worker holds block 0's claim and publishes it one fetch later.
+        let block = BlockId {
+            key: object.key,
+            index: 0,
+        };
+        assert_eq!(
+            f.shared.claim(&block, Duration::from_secs(20)).unwrap(),
+            Claim::Acquired
+        );
+        let shared = f.shared.clone();
+        let bytes = f.data[..64 * 1024].to_vec();
+        let holder = tokio::spawn(async move {
+            tokio::time::sleep(fetch).await;
+            shared.put(&block, &bytes).unwrap();
+            shared.release(&block);
+        });
+        let before = f.shared.gets();
+        let got = engine.read(&object, 0, 10).await.unwrap();
+        assert_eq!(&got[..], &f.data[..10]);
+        holder.await.unwrap();
+        let looks = f.shared.gets() - before - 1;
+        assert!(looks <= 6, "{looks} looks for one fetch time");
+        assert_eq!(f.requests(), 1, "block 0 came from the other worker");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

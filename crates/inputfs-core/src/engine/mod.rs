@@ -16,6 +16,7 @@
 //! bounded by a timeout, so a hung network mount degrades to the origin instead of
 //! hanging the application.
 
+mod claim_wait;
 mod claims;
 mod plain;
 mod readahead;
@@ -137,6 +138,9 @@ pub struct Engine {
     origin: OriginStats,
     memory_stats: MemoryStats,
     readahead: ReadaheadStats,
+    /// How long this worker's origin fetches of a block take: when to look
+    /// for a block another worker fetches (`claim_wait`).
+    fetch_time: claim_wait::FetchTime,
     background: TaskTracker,
     /// URLs already reported as changed since they were pinned.
     changed: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -190,6 +194,7 @@ impl Engine {
             origin: OriginStats::default(),
             memory_stats: MemoryStats::default(),
             readahead: ReadaheadStats::default(),
+            fetch_time: claim_wait::FetchTime::default(),
             background,
             changed: Default::default(),
             origin_failing: Episode::default(),
@@ -237,9 +242,12 @@ impl Engine {
             let start = (offset - blocks.start * bs) as usize;
             return Ok(block.slice(start..start + (end - offset) as usize));
         }
-        let parts =
-            futures::future::try_join_all(blocks.clone().map(|i| self.block_entry(obj, i, false, None)))
-                .await?;
+        let parts = futures::future::try_join_all(
+            blocks
+                .clone()
+                .map(|i| self.block_entry(obj, i, false, None)),
+        )
+        .await?;
         let mut out = BytesMut::with_capacity((end - offset) as usize);
         for (i, (part, hit)) in blocks.zip(parts) {
             let range = obj.layout.block_range(i);
@@ -277,7 +285,10 @@ impl Engine {
         let entry = self
             .memory
             .entry(id)
-            .or_try_insert_with(self.clone().load(obj.clone(), index, None, sequential, elsewhere))
+            .or_try_insert_with(
+                self.clone()
+                    .load(obj.clone(), index, None, sequential, elsewhere),
+            )
             .await
             .map_err(Error::from)?;
         let hit = !entry.is_fresh();
@@ -448,7 +459,11 @@ impl Engine {
             }
             claims::Outcome::Fetch { claimed } => claimed,
         };
+        let asked = tokio::time::Instant::now();
         let fetched = self.fetch_origin(&obj, index).await;
+        if fetched.is_ok() {
+            self.fetch_time.record(asked.elapsed());
+        }
         // A claim not handed over is released as it is dropped.
         if let Ok(data) = &fetched {
             Self::trace_found(trace, warm::Found::Origin);

@@ -27,8 +27,8 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use tokio::task::AbortHandle;
 
-use super::readahead::{Readahead, StreamId};
 use super::claims::OnClaimedElsewhere;
+use super::readahead::{Readahead, StreamId};
 use super::{Engine, Object};
 use crate::block::BlockId;
 use crate::error::Result;
@@ -88,7 +88,9 @@ impl FileReader {
                 out.freeze()
             }
         };
-        object.served.fetch_add(data.len() as u64, Ordering::Relaxed);
+        object
+            .served
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(data)
     }
 }
@@ -159,10 +161,7 @@ impl Inner {
         let more = ahead
             .planner
             .on_fetched_elsewhere(stream, index, &self.object.layout);
-        self.engine
-            .readahead
-            .lent
-            .fetch_add(1, Ordering::Relaxed);
+        self.engine.readahead.lent.fetch_add(1, Ordering::Relaxed);
         self.start_loads(&mut ahead, stream, more);
     }
 }

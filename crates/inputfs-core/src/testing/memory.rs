@@ -106,6 +106,8 @@ pub struct MemoryStore {
     blocks: Mutex<HashMap<BlockId, Bytes>>,
     /// Claims with their expiry, when this store stands in for a shared tier.
     claims: Option<Mutex<HashMap<BlockId, std::time::Instant>>>,
+    /// Gets answered: each is one look at the directory a real store stands for.
+    gets: std::sync::atomic::AtomicU64,
 }
 
 impl MemoryStore {
@@ -114,6 +116,7 @@ impl MemoryStore {
             name: name.to_string(),
             blocks: Mutex::default(),
             claims: None,
+            gets: Default::default(),
         }
     }
 
@@ -129,6 +132,11 @@ impl MemoryStore {
     /// Number of blocks held.
     pub fn len(&self) -> usize {
         self.blocks.lock().unwrap().len()
+    }
+
+    /// Gets answered so far (hits and misses).
+    pub fn gets(&self) -> u64 {
+        self.gets.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether the store holds no block.
@@ -151,6 +159,7 @@ impl BlockStore for MemoryStore {
     }
 
     fn get(&self, block: &BlockId, expected_len: u64) -> Result<Lookup> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut blocks = self.blocks.lock().unwrap();
         match blocks.get(block) {
             None => Ok(Lookup::Miss),

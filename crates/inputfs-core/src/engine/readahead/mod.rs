@@ -338,10 +338,11 @@ impl Stream {
         let by_budget = from.saturating_add(budget / bs);
         // The window counts this worker's own fetches: blocks another worker
         // fetches extend it, up to [`FLEET_LOOKAHEAD`] windows in all.
-        let by_window = self
-            .next
-            .saturating_add(max_window.saturating_add(lent).min(max_window.saturating_mul(FLEET_LOOKAHEAD)))
-            / bs;
+        let by_window = self.next.saturating_add(
+            max_window
+                .saturating_add(lent)
+                .min(max_window.saturating_mul(FLEET_LOOKAHEAD)),
+        ) / bs;
         let until = by_budget.min(by_window).min(layout.block_count());
         if until <= from {
             return 0..0;
