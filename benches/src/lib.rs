@@ -10,6 +10,7 @@
 
 pub mod chart;
 pub mod direct;
+pub mod fleet;
 pub mod measure;
 pub mod report;
 pub mod scenarios;
