@@ -249,6 +249,11 @@ mod tests {
         fn requests(&self) -> u64 {
             self.origin.inner().requests()
         }
+
+        /// Another worker claims `block` (and holds it for `ttl`).
+        fn claimed_elsewhere(&self, block: BlockId, ttl: Duration) {
+            assert_eq!(self.shared.claim(&block, ttl).unwrap(), Claim::Acquired);
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -323,8 +328,7 @@ mod tests {
         };
         // Another worker is fetching blocks 4..8.
         for i in 4..8 {
-            let claim = f.shared.claim(&block(i), Duration::from_secs(30));
-            assert_eq!(claim.unwrap(), Claim::Acquired);
+            f.claimed_elsewhere(block(i), Duration::from_secs(30));
         }
         let reader = engine.reader(object.clone());
         // Blocks 0..4, read from the start: 4 blocks ahead earned (4..8),
@@ -383,10 +387,7 @@ mod tests {
             key: object.key,
             index: 0,
         };
-        assert_eq!(
-            f.shared.claim(&block, Duration::from_secs(20)).unwrap(),
-            Claim::Acquired
-        );
+        f.claimed_elsewhere(block, Duration::from_secs(20));
         let shared = f.shared.clone();
         let bytes = f.data[..64 * 1024].to_vec();
         let holder = tokio::spawn(async move {
@@ -398,8 +399,11 @@ mod tests {
         let got = engine.read(&object, 0, 10).await.unwrap();
         assert_eq!(&got[..], &f.data[..10]);
         holder.await.unwrap();
+        // About 4 looks (one per quarter of the 400 ms estimate); 8 still
+        // allows the holder to publish up to 400 ms late on a loaded machine,
+        // where polling every 5-50 ms made 15.
         let looks = f.shared.gets() - before - 1;
-        assert!(looks <= 6, "{looks} looks for one fetch time");
+        assert!(looks <= 8, "{looks} looks for one fetch time");
         assert_eq!(f.requests(), 1, "block 0 came from the other worker");
     }
 
@@ -412,10 +416,7 @@ mod tests {
             key: object.key,
             index: 0,
         };
-        assert_eq!(
-            f.shared.claim(&block, Duration::from_millis(300)).unwrap(),
-            Claim::Acquired
-        );
+        f.claimed_elsewhere(block, Duration::from_millis(300));
         let start = std::time::Instant::now();
         let got = engine.read(&object, 0, 100).await.unwrap();
         assert_eq!(&got[..], &f.data[..100]);
