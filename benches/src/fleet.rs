@@ -83,7 +83,8 @@ impl Source for Throttled {
 pub struct Dataset {
     pub big_url: String,
     pub big_sha: [u8; 32],
-    pub small_url: String,
+    /// None when the dataset has no small objects.
+    pub small_url: Option<String>,
     /// Digest of each small object, by its path below the prefix.
     pub small_sha: std::collections::HashMap<String, [u8; 32]>,
     pub bytes: u64,
@@ -121,16 +122,14 @@ pub struct Listed {
 /// runtime's own thread, then their reads as tasks.)
 pub async fn list(origin: &Origin, data: &Dataset) -> Result<Listed> {
     let started = Instant::now();
-    let specs = [
-        InputSpec {
-            name: "big".into(),
-            url: data.big_url.clone(),
-        },
-        InputSpec {
-            name: "small".into(),
-            url: data.small_url.clone(),
-        },
-    ];
+    let mut specs = vec![InputSpec {
+        name: "big".into(),
+        url: data.big_url.clone(),
+    }];
+    specs.extend(data.small_url.iter().map(|url| InputSpec {
+        name: "small".into(),
+        url: url.clone(),
+    }));
     let inputs = origin.resolve(&specs).await?;
     Ok(Listed {
         inputs,
@@ -160,7 +159,7 @@ pub async fn worker(setup: WorkerSetup, listed: Listed, data: Arc<Dataset>) -> R
     let big = inputs[0].files[0].object.clone();
     let mut checked = big.size;
     read_big(&engine, big, &data.big_sha).await?;
-    let mut small: Vec<_> = inputs[1].files.clone();
+    let mut small: Vec<_> = inputs.get(1).map(|i| i.files.clone()).unwrap_or_default();
     fastrand::Rng::with_seed(setup.index as u64).shuffle(&mut small);
     let small_bytes = futures::stream::iter(small)
         .map(|file| {

@@ -36,7 +36,7 @@ struct Args {
     /// Size of the large object.
     #[arg(long, default_value = "256MiB")]
     size: ByteSize,
-    /// Number of small objects under the prefix.
+    /// Number of small objects under the prefix (0: no prefix input).
     #[arg(long, default_value_t = 10_000)]
     small_files: usize,
     /// Size of each small object.
@@ -123,7 +123,8 @@ fn run(args: Args) -> Result<()> {
         .build()?;
     let data = Arc::new(data);
     for kind in &args.shared {
-        let mut runs = Vec::new();
+        header(kind);
+        let mut one = None;
         for n in std::iter::once(1).chain(args.workers.iter().copied()) {
             let mut shared = match kind.as_str() {
                 "sshfs" => SharedDir::sshfs(false),
@@ -141,9 +142,10 @@ fn run(args: Args) -> Result<()> {
                 blocks,
             )
             .with_context(|| format!("{kind}, {n} workers"))?;
-            runs.push(run);
+            let one = *one.get_or_insert(run.slowest);
+            row(&run, one, data.bytes);
         }
-        report(kind, &runs, data.bytes);
+        println!();
     }
     Ok(())
 }
@@ -166,7 +168,7 @@ fn stage(args: &Args) -> Result<(S3Server, Dataset)> {
     let data = Dataset {
         big_url: format!("s3://{BUCKET}/big.bin"),
         big_sha,
-        small_url: format!("s3://{BUCKET}/small/"),
+        small_url: (args.small_files > 0).then(|| format!("s3://{BUCKET}/small/")),
         small_sha,
         bytes,
     };
@@ -265,8 +267,7 @@ fn origin(server: &S3Server, proxy: &ShapingProxy) -> Origin {
         .build()
 }
 
-fn report(kind: &str, runs: &[FleetRun], dataset: u64) {
-    let one = runs.first().map_or(f64::NAN, |r| r.slowest);
+fn header(kind: &str) {
     println!("## shared directory: {kind}\n");
     let op_names: Vec<&str> = DirOp::ALL.iter().map(|op| op.name()).collect();
     println!(
@@ -274,25 +275,26 @@ fn report(kind: &str, runs: &[FleetRun], dataset: u64) {
         op_names.join(" | ")
     );
     println!("|{}", "---|".repeat(9 + op_names.len()));
-    for r in runs {
-        let total: u64 = r.ops.values().sum();
-        let per_op: Vec<String> = op_names
-            .iter()
-            .map(|name| r.ops.get(name).copied().unwrap_or(0).to_string())
-            .collect();
-        println!(
-            "| {} | {:.3} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2}x | {:.0} |",
-            r.workers,
-            r.origin_bytes as f64 / dataset as f64,
-            r.gets,
-            r.heads,
-            r.lists,
-            per_op.join(" | "),
-            total as f64 / r.blocks_served as f64,
-            r.slowest,
-            r.slowest / one,
-            r.checked as f64 / dataset as f64,
-        );
-    }
-    println!();
+}
+
+/// One fleet run's row (`one`: one worker's time alone).
+fn row(r: &FleetRun, one: f64, dataset: u64) {
+    let total: u64 = r.ops.values().sum();
+    let per_op: Vec<String> = DirOp::ALL
+        .iter()
+        .map(|op| r.ops.get(op.name()).copied().unwrap_or(0).to_string())
+        .collect();
+    println!(
+        "| {} | {:.3} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2}x | {:.0} |",
+        r.workers,
+        r.origin_bytes as f64 / dataset as f64,
+        r.gets,
+        r.heads,
+        r.lists,
+        per_op.join(" | "),
+        total as f64 / r.blocks_served as f64,
+        r.slowest,
+        r.slowest / one,
+        r.checked as f64 / dataset as f64,
+    );
 }

@@ -24,6 +24,13 @@
 //! not linearly. Before the first fetch of its own, a worker has no estimate
 //! and starts at [`FIRST_LOOK`], growing the same way.
 //!
+//! A look is one `open` of the block file. Only once the block is due (one
+//! fetch time after the wait began, or at once without an estimate) does a
+//! look also try the claim ([`claim_due`]), which costs a `mkdir` and a read of
+//! the holder's line: that is how a waiter learns that the holder failed
+//! (the claim is gone) or died (it expired), and takes the fetch over. A
+//! holder that fails is so noticed at most one fetch time late.
+//!
 //! Why not a hint in the claim file (the holder's start time and expected
 //! duration)? The claim is written by other workers, other releases and
 //! people: a forged or skewed hint would have to be bounded and checked, and
@@ -81,6 +88,12 @@ impl FetchTime {
 pub(super) fn next_pause(estimate: Option<Duration>, waited: Duration) -> Duration {
     let base = estimate.unwrap_or(FIRST_LOOK * LOOKS_PER_FETCH);
     (base.max(waited) / LOOKS_PER_FETCH).clamp(FIRST_LOOK, LONGEST_PAUSE)
+}
+
+/// Whether a look, having waited `waited`, should also try the claim (see
+/// the module docs).
+pub(super) fn claim_due(estimate: Option<Duration>, waited: Duration) -> bool {
+    estimate.is_none_or(|fetch| waited >= fetch)
 }
 
 #[cfg(test)]
@@ -143,6 +156,14 @@ mod tests {
         assert_eq!(next_pause(None, Duration::ZERO), FIRST_LOOK);
         let huge = Duration::from_secs(86_400);
         assert_eq!(next_pause(Some(huge), huge), LONGEST_PAUSE);
+    }
+
+    #[test]
+    fn the_claim_is_tried_once_the_block_is_due() {
+        let fetch = Duration::from_millis(300);
+        assert!(!claim_due(Some(fetch), Duration::from_millis(75)));
+        assert!(claim_due(Some(fetch), fetch));
+        assert!(claim_due(None, Duration::ZERO));
     }
 
     #[test]

@@ -131,6 +131,12 @@ impl Engine {
             }
             // The holder may have failed (claim gone) or died (claim expired):
             // then take the claim over, so the rest of the fleet waits for us.
+            // Not before the block is due: until then the holder is most
+            // likely still fetching, and a look is one operation, not three.
+            let waited = started.elapsed();
+            if !claim_wait::claim_due(self.fetch_time.estimate(), waited) {
+                continue;
+            }
             match self.try_claim(tier, id).await {
                 Claim::Held => {}
                 Claim::Acquired => {
