@@ -5,7 +5,8 @@
 //! (an exclusive entry with an expiry, in `inputfs-store`). Whoever gets the
 //! claim fetches and publishes; the others look for the block on the tier, on a
 //! schedule set by how long a fetch takes (`claim_wait`), for at most the claim
-//! timeout — then fetch it themselves, so nothing ever waits unbounded. A claim whose holder died is taken over once it expires.
+//! timeout — then fetch it themselves, so nothing ever waits unbounded. A
+//! claim whose holder died is taken over once it expires.
 //! Claims only save origin traffic: every race they lose costs a duplicate fetch,
 //! never a wrong byte, because blocks are content-addressed and verified.
 
@@ -123,8 +124,9 @@ impl Engine {
         let started = tokio::time::Instant::now();
         let deadline = started + self.config.claim_timeout;
         loop {
+            // Never past the deadline, however long a fetch is expected to take.
             let pause = claim_wait::next_pause(self.fetch_time.estimate(), started.elapsed());
-            tokio::time::sleep(pause).await;
+            tokio::time::sleep_until((tokio::time::Instant::now() + pause).min(deadline)).await;
             if let Some(data) = self.tier_get(tier, id, len, false).await {
                 tier.stats.claim_wait_hits.fetch_add(1, Ordering::Relaxed);
                 return Outcome::Published { depth, data };
@@ -133,8 +135,9 @@ impl Engine {
             // then take the claim over, so the rest of the fleet waits for us.
             // Not before the block is due: until then the holder is most
             // likely still fetching, and a look is one operation, not three.
-            let waited = started.elapsed();
-            if !claim_wait::claim_due(self.fetch_time.estimate(), waited) {
+            let out_of_time = tokio::time::Instant::now() >= deadline;
+            if !out_of_time && !claim_wait::claim_due(self.fetch_time.estimate(), started.elapsed())
+            {
                 continue;
             }
             match self.try_claim(tier, id).await {
@@ -145,7 +148,7 @@ impl Engine {
                 }
                 Claim::Unsupported => return Outcome::Fetch { claimed: None },
             }
-            if tokio::time::Instant::now() >= deadline {
+            if out_of_time {
                 tier.stats
                     .claim_wait_timeouts
                     .fetch_add(1, Ordering::Relaxed);
@@ -411,6 +414,36 @@ mod tests {
         let looks = f.shared.gets() - before - 1;
         assert!(looks <= 8, "{looks} looks for one fetch time");
         assert_eq!(f.requests(), 1, "block 0 came from the other worker");
+    }
+
+    /// A fetch expected to take longer than the claim timeout does not make
+    /// a waiter wait past it: its one look is at the deadline, then it
+    /// fetches the block itself.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiter_never_waits_past_the_claim_timeout() {
+        let f = fleet(2 * 64 * 1024);
+        f.origin.set_delay(Duration::from_millis(1500));
+        let (engine, object) = f.worker(Duration::from_millis(300));
+        let got = engine.read(&object, 64 * KIB, 10).await.unwrap();
+        assert_eq!(&got[..], &f.data[64 * 1024..64 * 1024 + 10]);
+        let block = BlockId {
+            key: object.key,
+            index: 0,
+        };
+        f.claimed_elsewhere(block, Duration::from_secs(30));
+        let before = f.shared.gets();
+        let got = engine.read(&object, 0, 10).await.unwrap();
+        assert_eq!(&got[..], &f.data[..10]);
+        // The read's own lookup, and one look at the deadline (waiting for the
+        // block to be due would have made 4).
+        assert_eq!(f.shared.gets() - before, 2);
+        let tier = engine.stats().tier("shared").unwrap();
+        assert_eq!(tier.claim_wait_timeouts, 1);
+        assert_eq!(
+            f.requests(),
+            2,
+            "block 0 fetched by this worker after the timeout"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
