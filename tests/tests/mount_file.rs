@@ -394,6 +394,17 @@ fn bad_input_is_one_line_naming_the_culprit_and_mounts_nothing() {
         &args(&[&good, "--block-size=lots", &cache]),
         "--block-size",
     );
+    // Listing snapshots live in the shared cache, and a lock file lists nothing.
+    must_fail(
+        &r.mnt,
+        &args(&[&good, "--listing-max-age=1h", &cache]),
+        "required arguments were not provided: --shared-cache <DIR>",
+    );
+    must_fail(
+        &r.mnt,
+        &args(&[&good, "--listing-max-age=soon", &cache]),
+        "--listing-max-age",
+    );
     // Mount point problems.
     let nowhere = r.mnt.join("does-not-exist");
     must_fail(&nowhere, &args(&[&good, &cache]), "does not exist");

@@ -7,6 +7,7 @@
 //! - [`buffers`]: block-sized buffers reused instead of allocated per block.
 //! - [`source`] and [`store`]: the two narrow traits behind which the outside world
 //!   sits (the origin object store, and a directory of cached blocks).
+//! - [`listing`]: where listing snapshots are kept, so a fleet lists a prefix once.
 //! - [`engine`]: the read path — memory, local tier, shared tier, origin — with
 //!   single-flight, readahead and a global memory budget.
 //! - [`testing`]: in-memory fakes and fault-injecting wrappers for both traits.
@@ -19,6 +20,7 @@ pub mod buffers;
 pub mod engine;
 pub mod episode;
 pub mod error;
+pub mod listing;
 pub mod metric_names;
 pub mod object;
 pub mod source;
@@ -30,6 +32,7 @@ pub use block::{BlockId, BlockLayout};
 pub use engine::{Engine, EngineConfig, FileReader};
 pub use episode::{Episode, Throttling};
 pub use error::{Error, Result};
+pub use listing::{ListingStore, listing_key};
 pub use object::{CacheKey, ObjectId, SourceKind, Version};
 pub use source::{Retries, RetryPolicy, Retrying, Source};
 pub use store::{BlockStore, Claim, Lookup, Placed, TierStats};

@@ -10,6 +10,8 @@
 //!   every origin request.
 //! - [`guard`]: the panic boundary around `object_store`.
 //! - [`resolve`]: inputs -> files, each pinned to the version seen at mount.
+//! - [`snapshot`]: listing snapshots in the shared cache, so a fleet lists
+//!   each prefix once.
 //! - [`origin`]: [`Origin`], the [`inputfs_core::Source`] over all of that.
 //! - `classify` (private): the one mapping from `object_store` errors to what
 //!   the engine and users see.
@@ -22,6 +24,7 @@ pub mod glob;
 pub mod guard;
 pub mod origin;
 pub mod resolve;
+pub mod snapshot;
 mod stores;
 pub mod timeouts;
 pub mod url;
@@ -29,6 +32,7 @@ pub mod url;
 pub use error::SourceError;
 pub use origin::{Origin, OriginBuilder};
 pub use resolve::{InputSpec, RESOLVE_CONCURRENCY, ResolvedFile, ResolvedInput};
+pub use snapshot::Snapshots;
 pub use timeouts::{CONNECT_TIMEOUT, FIRST_BYTE_TIMEOUT, REQUEST_TIMEOUT, STALL_TIMEOUT, Timeouts};
 pub use url::{ParsedUrl, StoreLocation, Target, parse_url};
 

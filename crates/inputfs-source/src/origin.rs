@@ -36,6 +36,7 @@ use object_store::{ClientConfigKey, GetOptions, GetRange};
 use crate::classify::{Class, classify, to_core};
 use crate::error::{SourceError, redact};
 use crate::guard::Guarded;
+use crate::snapshot::Snapshots;
 use crate::stores::{SharedHttp, StoreEntry, StoreOptions, build_store};
 use crate::timeouts::Timeouts;
 use crate::url::{ParsedUrl, StoreLocation, Target, parse_url};
@@ -58,6 +59,8 @@ struct Inner {
     timed_out: Mutex<HashMap<RangeKey, (Instant, Error)>>,
     /// Where the request asked again after a timeout is counted.
     retries: Arc<Retries>,
+    /// Listing snapshots, if the mount shares listings.
+    snapshots: Option<Snapshots>,
 }
 
 /// A range of an object: (canonical URL, start, end).
@@ -79,6 +82,7 @@ pub(crate) struct Pinned {
 #[derive(Debug, Default)]
 pub struct OriginBuilder {
     options: StoreOptions,
+    snapshots: Option<Snapshots>,
 }
 
 impl OriginBuilder {
@@ -113,10 +117,16 @@ impl OriginBuilder {
         self.options.timeouts = timeouts;
         self
     }
+    /// Share listings through snapshots (see the `snapshot` module).
+    pub fn listing_snapshots(mut self, snapshots: Snapshots) -> Self {
+        self.snapshots = Some(snapshots);
+        self
+    }
     pub fn build(self) -> Origin {
         Origin {
             inner: Arc::new(Inner {
                 options: self.options,
+                snapshots: self.snapshots,
                 ..Inner::default()
             }),
         }
@@ -137,6 +147,11 @@ impl Origin {
     /// hand it to the retry wrapper too, so one counter has every repeat.
     pub fn retries(&self) -> Arc<Retries> {
         self.inner.retries.clone()
+    }
+
+    /// Listing snapshots, if configured.
+    pub(crate) fn snapshots(&self) -> Option<&Snapshots> {
+        self.inner.snapshots.as_ref()
     }
 
     /// The client for a URL's store, built on first use.

@@ -20,6 +20,7 @@ use crate::classify::to_source;
 use crate::error::SourceError;
 use crate::glob::{glob_match, is_recursive};
 use crate::origin::{Origin, Pinned};
+use crate::snapshot::{Snapshots, Turn};
 use crate::stores::StoreEntry;
 use crate::url::{ParsedUrl, Target, check_key, parse_url};
 
@@ -88,7 +89,7 @@ impl Origin {
         let parsed = parse_url(&spec.url)?;
         let entry = self.store_for(&parsed)?;
         let url = parsed.canonical.as_str();
-        let mut files = match &parsed.target {
+        let files = match &parsed.target {
             Target::Object { key } => {
                 let path = Path::parse(key).map_err(|e| bad_key(url, key, &e.to_string()))?;
                 let meta = entry
@@ -97,7 +98,7 @@ impl Origin {
                     .await
                     .map_err(|e| to_source(&e, "", url, &entry, false))?;
                 let basename = key.rsplit('/').next().unwrap_or(key).to_string();
-                vec![self.pin(&parsed, &entry, basename, key, meta)]
+                tree(url, vec![self.pin(&parsed, &entry, basename, key, meta)])?
             }
             Target::Prefix { .. } | Target::Glob { .. } if parsed.kind == SourceKind::Http => {
                 return Err(SourceError::NotListable {
@@ -105,19 +106,11 @@ impl Origin {
                     url: url.to_string(),
                 });
             }
-            Target::Prefix { prefix } => self.list(&parsed, &entry, prefix, None).await?,
+            Target::Prefix { prefix } => self.listed(&parsed, &entry, prefix, None).await?,
             Target::Glob { prefix, pattern } => {
-                self.list(&parsed, &entry, prefix, Some(pattern)).await?
+                self.listed(&parsed, &entry, prefix, Some(pattern)).await?
             }
         };
-        if files.is_empty() {
-            return Err(SourceError::Empty {
-                input: String::new(),
-                url: url.to_string(),
-            });
-        }
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        check_tree(&mut files)?;
         tracing::debug!(input = %spec.name, url = %url, files = files.len(), "resolved input");
         Ok(ResolvedInput {
             name: spec.name.clone(),
@@ -125,14 +118,84 @@ impl Origin {
         })
     }
 
-    /// List below `prefix` (page by page), keeping what `pattern` matches.
-    async fn list(
+    /// The files below `prefix` that `pattern` matches: from a fresh listing
+    /// snapshot if the mount shares listings and one resolves, else listed
+    /// (and then published as a snapshot).
+    async fn listed(
         &self,
         parsed: &ParsedUrl,
         entry: &StoreEntry,
         prefix: &str,
         pattern: Option<&String>,
     ) -> Result<Vec<ResolvedFile>, SourceError> {
+        let url = parsed.canonical.as_str();
+        let files = |metas| self.files(parsed, entry, prefix, pattern, metas);
+        let Some(snapshots) = self.snapshots() else {
+            return files(self.list(parsed, entry, prefix, pattern).await?);
+        };
+        let claimed = match snapshots.turn(url).await {
+            Turn::Use(metas) => match files(metas) {
+                Ok(files) => {
+                    tracing::info!(
+                        url,
+                        files = files.len(),
+                        "used the fleet's listing snapshot"
+                    );
+                    return Ok(files);
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        url,
+                        "listing snapshot does not resolve, listing instead: {e}"
+                    );
+                    false
+                }
+            },
+            Turn::List { claimed } => claimed,
+        };
+        let began = Snapshots::began();
+        let listed = self.list(parsed, entry, prefix, pattern).await;
+        let metas = match listed {
+            Ok(metas) => metas,
+            Err(e) => {
+                snapshots.publish(url, began, None, claimed).await;
+                return Err(e);
+            }
+        };
+        // A listing that does not resolve fails the mount: publish nothing.
+        let resolved = files(metas.clone());
+        let publish = resolved.as_ref().ok().map(|_| metas.as_slice());
+        snapshots.publish(url, began, publish, claimed).await;
+        resolved
+    }
+
+    /// `metas` as the input's files: each key below the prefix and matched by
+    /// the pattern, pinned, and the whole a valid tree.
+    fn files(
+        &self,
+        parsed: &ParsedUrl,
+        entry: &StoreEntry,
+        prefix: &str,
+        pattern: Option<&String>,
+        metas: Vec<ObjectMeta>,
+    ) -> Result<Vec<ResolvedFile>, SourceError> {
+        let url = parsed.canonical.as_str();
+        let files = select(url, prefix, pattern, metas)?
+            .into_iter()
+            .map(|(rel, key, meta)| self.pin(parsed, entry, rel, &key, meta))
+            .collect();
+        tree(url, files)
+    }
+
+    /// List below `prefix` (page by page), keeping what `pattern` matches,
+    /// each with its ETag (HEADed where the listing has none).
+    async fn list(
+        &self,
+        parsed: &ParsedUrl,
+        entry: &StoreEntry,
+        prefix: &str,
+        pattern: Option<&String>,
+    ) -> Result<Vec<ObjectMeta>, SourceError> {
         let url = parsed.canonical.as_str();
         let list_err = |e: object_store::Error| to_source(&e, "", url, entry, true);
         let prefix_path = Path::parse(prefix).map_err(|e| bad_key(url, prefix, &e.to_string()))?;
@@ -154,47 +217,25 @@ impl Origin {
                 .await
                 .map_err(list_err)?,
         };
-        let mut found = Vec::with_capacity(metas.len());
-        for meta in metas {
-            let key = meta.location.as_ref().to_string();
-            let rel = if prefix.is_empty() {
-                key.clone()
-            } else {
-                match key.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
-                    Some(rel) => rel.to_string(),
-                    // The prefix's own "directory marker" object, or a key outside it.
-                    None => continue,
-                }
-            };
-            if rel.is_empty() || pattern.is_some_and(|p| !glob_match(p, &rel)) {
-                continue;
-            }
-            check_key(&rel).map_err(|reason| bad_key(url, &key, &reason))?;
-            found.push((rel, key, meta));
-        }
+        let found = select(url, prefix, pattern, metas)?;
         // Listings of real clouds carry each object's ETag. Where one does not (some
         // S3-compatible servers), HEAD the object, so that it is pinned by the same
         // version token as when it is named on its own.
-        let found: Vec<_> = futures::stream::iter(found)
-            .map(|(rel, key, meta)| async move {
+        futures::stream::iter(found)
+            .map(|(_, key, meta)| async move {
                 if meta.e_tag.is_some() {
-                    return Ok((rel, key, meta));
+                    return Ok(meta);
                 }
                 let object_url = parsed.object_url(&key);
-                let head = entry
+                entry
                     .store
                     .head(&meta.location)
                     .await
-                    .map_err(|e| to_source(&e, "", &object_url, entry, false))?;
-                Ok::<_, SourceError>((rel, key, head))
+                    .map_err(|e| to_source(&e, "", &object_url, entry, false))
             })
             .buffered(RESOLVE_CONCURRENCY)
             .try_collect()
-            .await?;
-        Ok(found
-            .into_iter()
-            .map(|(rel, key, meta)| self.pin(parsed, entry, rel, &key, meta))
-            .collect())
+            .await
     }
 
     /// Make the `ObjectId` of a resolved object and register where to fetch it.
@@ -256,6 +297,50 @@ pub(crate) fn normalize_etag(kind: SourceKind, etag: &str) -> String {
     } else {
         etag.to_string()
     }
+}
+
+/// The objects of `metas` that are the input's files: below `prefix` (not
+/// the prefix's own "directory marker") and matched by `pattern`, as
+/// (path below the prefix, key, meta). A key that is not a valid path is an
+/// error naming it.
+fn select(
+    url: &str,
+    prefix: &str,
+    pattern: Option<&String>,
+    metas: Vec<ObjectMeta>,
+) -> Result<Vec<(String, String, ObjectMeta)>, SourceError> {
+    let mut found = Vec::with_capacity(metas.len());
+    for meta in metas {
+        let key = meta.location.as_ref().to_string();
+        let rel = if prefix.is_empty() {
+            key.clone()
+        } else {
+            match key.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
+                Some(rel) => rel.to_string(),
+                None => continue,
+            }
+        };
+        if rel.is_empty() || pattern.is_some_and(|p| !glob_match(p, &rel)) {
+            continue;
+        }
+        check_key(&rel).map_err(|reason| bad_key(url, &key, &reason))?;
+        found.push((rel, key, meta));
+    }
+    Ok(found)
+}
+
+/// The files of an input, sorted by path and checked as a tree; an input
+/// with none is an error.
+fn tree(url: &str, mut files: Vec<ResolvedFile>) -> Result<Vec<ResolvedFile>, SourceError> {
+    if files.is_empty() {
+        return Err(SourceError::Empty {
+            input: String::new(),
+            url: url.to_string(),
+        });
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    check_tree(&mut files)?;
+    Ok(files)
 }
 
 fn bad_key(url: &str, key: &str, reason: &str) -> SourceError {

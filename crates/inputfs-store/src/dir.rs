@@ -12,6 +12,7 @@
 //! implements [`BlockStore`]. The binary's upkeep (status, gc, sweeps, worker
 //! notes) goes through [`upkeep`], the rest of the public face.
 
+mod listings;
 mod upkeep;
 
 use std::fs::File;

@@ -30,6 +30,7 @@ pub(crate) struct Layout {
     pub index: Rel,
     pub journal: Rel,
     pub workers: Rel,
+    pub listings: Rel,
 }
 
 /// A name made here from constants and hex: plain by construction.
@@ -50,6 +51,7 @@ impl Default for Layout {
             index: under("index"),
             journal: under("journal"),
             workers: under("workers"),
+            listings: under("listings"),
         }
     }
 }
@@ -87,6 +89,12 @@ impl Layout {
     pub fn claim(&self, id: &BlockId) -> Rel {
         self.claims
             .trusted_join(&format!("{}-{:016x}.claim", id.key.to_hex(), id.index))
+    }
+
+    /// `listings/<64 hex key>.json`: the listing snapshot kept under `key`
+    /// (see `inputfs_core::listing_key`).
+    pub fn listing_name(key: &CacheKey) -> String {
+        format!("{}.json", key.to_hex())
     }
 
     /// The sweep lease.

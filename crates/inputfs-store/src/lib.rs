@@ -30,7 +30,8 @@
 //! - `plain`: objects held whole as plain files, for kernel passthrough.
 //! - [`usage`]: journals, the usage index and eviction.
 //! - `sweep`: removing what killed workers left behind (temp files, stale claims).
-//! - `workers`: the notes running workers leave for `inputfs status`.
+//! - `notes`: small files published whole for other workers: the notes
+//!   running workers leave for `inputfs status`, and listing snapshots.
 //! - `health`: the state machine that refuses calls while the directory is
 //!   unusable and sets the store up again the moment it works; `cache_dir`
 //!   is its glue to the directory ([`DirStore::open_lenient`]).
@@ -54,6 +55,7 @@ mod health;
 mod health_model;
 mod holder;
 mod layout;
+mod notes;
 pub mod ops;
 mod plain;
 mod publish;
@@ -61,13 +63,13 @@ mod sums;
 mod sweep;
 mod sync;
 pub mod usage;
-mod workers;
 
 pub use cache_dir::monotonic_ns;
 pub use dir::{DirStore, ROOT_NAME};
 pub use error::StoreError;
 pub use exclusive::Holder;
 pub use health::SETUP_PATIENCE;
+pub use notes::{LISTING_MAX, NOTE_MAX};
 pub use plain::PLAIN_NAME;
 pub use sweep::{Strays, Swept};
 pub use usage::{Eviction, Limits, UsageCounters};

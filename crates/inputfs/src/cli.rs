@@ -291,6 +291,19 @@ pub struct MountArgs {
         conflicts_with_all = ["input", "inputs_file"]
     )]
     pub locked: Option<PathBuf>,
+    /// Share prefix and glob listings with the fleet through the shared
+    /// cache: use the listing another worker published less than DURATION
+    /// ago instead of listing (one worker lists, workers starting with it
+    /// wait for its listing), and publish this worker's. Off by default:
+    /// every worker lists.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "INPUTFS_LISTING_MAX_AGE",
+        requires = "shared_cache",
+        conflicts_with = "locked"
+    )]
+    pub listing_max_age: Option<humantime::Duration>,
 }
 
 /// Whether reads of locally complete files bypass the daemon.

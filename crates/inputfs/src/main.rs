@@ -44,10 +44,16 @@ fn main() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) => {
-            // clap's message without its usage block and hints: one line.
+            // clap's message without its usage block and hints, on one line
+            // (the paragraph before the first blank line: it may list the
+            // missing flags on lines of their own).
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            eprintln!("inputfs: {}", first.trim());
+            let message: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            eprintln!("inputfs: {}", message.join(" "));
             std::process::exit(2);
         }
     };

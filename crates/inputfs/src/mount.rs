@@ -97,7 +97,7 @@ fn start(args: &MountArgs, runtime: &tokio::runtime::Runtime) -> Result<Started>
         .as_deref()
         .map(exporter::bind)
         .transpose()?;
-    let origin = stack::origin(&args.origin);
+    let origin = stack::mount_origin(args);
     // From --locked, or resolved from the inputs (and recorded by --lock-out).
     let (resolved, cache) = lock::inputs(args, &origin, runtime)?;
     let inputs = resolved.len();

@@ -7,15 +7,37 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use inputfs_core::{BlockStore, Engine, EngineConfig, Retries, Retrying, Throttling};
-use inputfs_source::{ClientConfigKey, Origin, Timeouts};
+use inputfs_source::{ClientConfigKey, Origin, OriginBuilder, Snapshots, Timeouts};
 use inputfs_store::{DirStore, Limits};
 
-use crate::cli::{CacheArgs, OriginArgs};
+use crate::cli::{CacheArgs, MountArgs, OriginArgs};
 
 /// The origin, from the cloud's environment and the timeout flags. The connect
 /// and whole-request timeouts given as flags win over the cloud's variables
 /// (`AWS_CONNECT_TIMEOUT`, ...), which win over the defaults.
 pub fn origin(args: &OriginArgs) -> Origin {
+    builder(args).build()
+}
+
+/// The origin of a mount: [`origin`], sharing listings through snapshots in
+/// the shared cache if `--listing-max-age` asks (clap has checked that
+/// `--shared-cache` is given with it). The snapshots get a handle of their
+/// own on the shared directory, since inputs are resolved before the tiers
+/// are assembled; an unusable directory means listing as if off.
+pub fn mount_origin(args: &MountArgs) -> Origin {
+    let mut builder = builder(&args.origin);
+    if let (Some(max_age), Some(dir)) = (args.listing_max_age, &args.cache.shared_cache) {
+        let (store, _unusable) = DirStore::open_lenient(dir, "shared");
+        builder = builder.listing_snapshots(Snapshots {
+            store: Arc::new(store.with_claims()),
+            max_age: max_age.into(),
+            claim_timeout: args.cache.claim_timeout.into(),
+        });
+    }
+    builder.build()
+}
+
+fn builder(args: &OriginArgs) -> OriginBuilder {
     let defaults = Timeouts::default();
     let mut builder = Origin::builder().timeouts(Timeouts {
         first_byte: args
@@ -31,7 +53,7 @@ pub fn origin(args: &OriginArgs) -> Origin {
             builder = builder.client_option(key, d.to_string());
         }
     }
-    builder.build()
+    builder
 }
 
 /// `$XDG_CACHE_HOME/inputfs`, else `~/.cache/inputfs`, else a temp directory.

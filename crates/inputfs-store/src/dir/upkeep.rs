@@ -1,6 +1,6 @@
 //! What the binary's upkeep asks of a [`DirStore`] besides blocks: usage and
 //! eviction (`usage`), leftovers of dead workers (`sweep`), the notes
-//! workers leave for `inputfs status` (`workers`), and the paths `status`
+//! workers leave for `inputfs status` (`notes`), and the paths `status`
 //! and the tests show. Each is one call into the part that does it, handed
 //! the store's [`CacheDir`](crate::cache_dir::CacheDir).
 
@@ -10,9 +10,9 @@ use std::time::Duration;
 use super::DirStore;
 use crate::cache_dir::CacheDir;
 use crate::error::StoreError;
+use crate::notes;
 use crate::sweep::{self, Strays, Swept};
 use crate::usage::{Eviction, Index, Limits, Usage, UsageCounters};
-use crate::workers;
 
 impl DirStore {
     /// The limits in force.
@@ -97,20 +97,20 @@ impl DirStore {
         sweep::sweep(&self.cd, stale_after, claim_ttl, dry_run)
     }
 
-    /// Write (or replace) this worker's note `name` (see the `workers` module).
+    /// Write (or replace) this worker's note `name` (see the `notes` module).
     pub fn write_worker_note(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        workers::write(&self.cd, name, bytes)
+        notes::write(&self.cd, &self.cd.layout.workers, name, bytes)
     }
 
     /// Remove this worker's note `name` (best effort).
     pub fn remove_worker_note(&self, name: &str) {
-        workers::remove(&self.cd, name)
+        notes::remove(&self.cd, &self.cd.layout.workers, name)
     }
 
     /// Every note there is (regular files of at most
-    /// [`NOTE_MAX`](crate::workers::NOTE_MAX) bytes).
+    /// [`NOTE_MAX`](crate::notes::NOTE_MAX) bytes).
     pub fn worker_notes(&self) -> Vec<Vec<u8>> {
-        workers::all(&self.cd)
+        notes::all(&self.cd, &self.cd.layout.workers, notes::NOTE_MAX)
     }
 
     /// Whether `dir` holds a cache (its root is a directory, not a link);
