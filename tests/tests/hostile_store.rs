@@ -22,7 +22,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use inputfs_core::store::{Claim, Lookup};
-use inputfs_core::{BlockId, BlockLayout, BlockStore, CacheKey, SourceKind};
+use inputfs_core::{
+    BlockId, BlockLayout, BlockStore, CacheKey, ListingStore, SourceKind, listing_key,
+};
 use inputfs_store::DirStore;
 use inputfs_store::usage::Limits;
 use inputfs_tests::hostile::{PLANTS, Plant, bounded, canary, plant, snapshot};
@@ -62,6 +64,7 @@ fn places(store: &DirStore, a: &BlockId) -> Vec<PathBuf> {
         "inputfs-v1/trash/planted",
         "inputfs-v1/tmp/planted.1.0.tmp",
         "inputfs-v1/workers/planted.json",
+        "inputfs-v1/listings",
     ]
     .iter()
     .map(PathBuf::from)
@@ -72,8 +75,20 @@ fn places(store: &DirStore, a: &BlockId) -> Vec<PathBuf> {
     out.push(rel(store.block_path(&BlockId { index: 1, ..*a })));
     out.push(rel(store.plain_path(&a.key)));
     out.push(rel(store.claim_path(a)));
+    let listing = listing_key(LISTED);
+    out.push(PathBuf::from(format!(
+        "inputfs-v1/listings/{}.json",
+        listing.to_hex()
+    )));
+    out.push(rel(store.claim_path(&BlockId {
+        key: listing,
+        index: u64::MAX,
+    })));
     out
 }
+
+/// The prefix whose listing snapshot and claim are planted over.
+const LISTED: &str = "s3://b/hostile/";
 
 /// A lookup must never give wrong bytes; a miss, a corrupt report or an
 /// error is fine.
@@ -114,6 +129,16 @@ fn exercise(dir: PathBuf, a: BlockId, b: BlockId, data: Vec<u8>, other: Vec<u8>)
     let _ = store.strays(Duration::from_secs(3600));
     let _ = store.worker_notes();
     let _ = store.write_worker_note("me.1.json", b"{}");
+    // Snapshots are the resolver's to check; the store must only never
+    // follow a link, hang or panic on them.
+    let _ = store.read_listing(LISTED);
+    let _ = store.write_listing(LISTED, b"{}");
+    if let Ok(Some(got)) = store.read_listing(LISTED) {
+        assert!(got.len() as u64 <= inputfs_store::LISTING_MAX);
+    }
+    if store.claim_listing(LISTED, Duration::from_secs(5)).ok() == Some(Claim::Acquired) {
+        store.release_listing(LISTED);
+    }
     let stale = Duration::ZERO;
     let dry = store.sweep(stale, stale, true);
     let real = store.sweep(stale, stale, false);
