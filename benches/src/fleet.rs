@@ -93,7 +93,9 @@ pub struct Dataset {
 /// How a worker is set up.
 pub struct WorkerSetup {
     pub index: usize,
-    pub shared_dir: std::path::PathBuf,
+    /// The worker's handle on the shared directory (also its listing
+    /// snapshots', so the directory operations counted are all of them).
+    pub shared: Arc<DirStore>,
     pub origin: Origin,
     pub nic_bytes_per_sec: u64,
     pub memory_budget: u64,
@@ -144,7 +146,7 @@ pub async fn worker(setup: WorkerSetup, listed: Listed, data: Arc<Dataset>) -> R
     let started = Instant::now();
     let origin = Arc::new(setup.origin);
     let inputs = listed.inputs;
-    let shared = Arc::new(open_shared(&setup.shared_dir)?);
+    let shared = setup.shared;
     let config = EngineConfig {
         block_size: setup.block_size,
         memory_budget: setup.memory_budget,
@@ -189,7 +191,7 @@ pub async fn worker(setup: WorkerSetup, listed: Listed, data: Arc<Dataset>) -> R
 }
 
 /// The fleet's shared directory, as a worker opens it.
-fn open_shared(dir: &Path) -> Result<DirStore> {
+pub fn open_shared(dir: &Path) -> Result<DirStore> {
     Ok(DirStore::open(dir, "shared")
         .with_context(|| format!("{}", dir.display()))?
         .with_claims())

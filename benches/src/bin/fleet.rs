@@ -18,15 +18,17 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use bytesize::ByteSize;
 use clap::Parser;
-use inputfs_benches::fleet::{Dataset, WorkerRun, WorkerSetup, list, worker};
+use inputfs_benches::fleet::{Dataset, WorkerRun, WorkerSetup, list, open_shared, worker};
 use inputfs_benches::shape::{Shaping, ShapingProxy};
-use inputfs_source::{AmazonS3ConfigKey, Origin};
+use inputfs_source::{AmazonS3ConfigKey, Origin, Snapshots};
 use inputfs_store::ops::DirOp;
 use inputfs_tests::netfs::SharedDir;
 use inputfs_tests::{S3Server, pattern};
 use sha2::{Digest, Sha256};
 
 const BUCKET: &str = "fleet";
+/// The claim timeout of every worker (the product's default).
+const CLAIM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 #[derive(Parser)]
 struct Args {
@@ -63,6 +65,10 @@ struct Args {
     /// Small objects each worker reads at once.
     #[arg(long, default_value_t = 8)]
     small_readers: usize,
+    /// Share listings through snapshots in the shared directory, as
+    /// `inputfs mount --listing-max-age` does (default: every worker lists).
+    #[arg(long, value_name = "DURATION")]
+    listing_max_age: Option<humantime::Duration>,
 }
 
 /// One fleet run's totals.
@@ -106,6 +112,7 @@ fn run(args: Args) -> Result<()> {
         "# inputfs fleet simulator\n\n- dataset: one object of {}, {} objects of {} under a prefix ({} in all, {blocks} blocks)\n\
          - origin: in-process S3 (s3s) behind a shaping proxy: RTT {}, {}/s per connection; each worker's link {}/s\n\
          - workers: engines without FUSE, each its own origin client and listing, the shared directory its one tier (claims on), no local tier; memory {} shared out (at least 4 blocks each), block size {}\n\
+         - listings: {}\n\
          - machine: {} cores\n",
         args.size,
         args.small_files,
@@ -116,6 +123,10 @@ fn run(args: Args) -> Result<()> {
         args.worker_bandwidth,
         args.memory,
         args.block_size,
+        args.listing_max_age.map_or_else(
+            || "every worker lists".to_string(),
+            |age| format!("shared through snapshots younger than {age} (--listing-max-age)")
+        ),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -195,17 +206,31 @@ fn fleet(
     let dirs: Vec<_> = (0..n.min(8)).map(|i| shared.mount_point(i)).collect();
     let block_size = args.block_size.as_u64();
     let memory_budget = (args.memory.as_u64() / n as u64).max(4 * block_size);
-    let origins: Vec<Origin> = (0..n).map(|_| origin(server, proxy)).collect();
+    let stores = (0..n)
+        .map(|i| open_shared(&dirs[i % dirs.len()]).map(Arc::new))
+        .collect::<Result<Vec<_>>>()?;
+    let origins: Vec<Origin> = stores
+        .iter()
+        .map(|store| {
+            let snapshots = args.listing_max_age.map(|age| Snapshots {
+                store: store.clone(),
+                max_age: age.into(),
+                claim_timeout: CLAIM_TIMEOUT,
+            });
+            origin(server, proxy, snapshots)
+        })
+        .collect();
     let runs: Vec<Result<WorkerRun>> = runtime.block_on(async {
         let listed = futures::future::join_all(origins.iter().map(|o| list(o, data))).await;
         let tasks: Vec<_> = origins
             .into_iter()
             .zip(listed)
+            .zip(stores)
             .enumerate()
-            .map(|(index, (origin, listed))| {
+            .map(|(index, ((origin, listed), shared))| {
                 let setup = WorkerSetup {
                     index,
-                    shared_dir: dirs[index % dirs.len()].clone(),
+                    shared,
                     origin,
                     nic_bytes_per_sec: args.worker_bandwidth.as_u64(),
                     memory_budget,
@@ -252,9 +277,10 @@ fn fleet(
     })
 }
 
-/// A worker's own origin client, through the shaping proxy.
-fn origin(server: &S3Server, proxy: &ShapingProxy) -> Origin {
-    server
+/// A worker's own origin client, through the shaping proxy, sharing
+/// listings if `snapshots` says how.
+fn origin(server: &S3Server, proxy: &ShapingProxy, snapshots: Option<Snapshots>) -> Origin {
+    let builder = server
         .s3_options()
         .into_iter()
         .map(|(k, v)| match k {
@@ -263,8 +289,12 @@ fn origin(server: &S3Server, proxy: &ShapingProxy) -> Origin {
         })
         .fold(Origin::builder().without_env(), |b, (k, v)| {
             b.s3_option(k, v)
-        })
-        .build()
+        });
+    match snapshots {
+        Some(s) => builder.listing_snapshots(s),
+        None => builder,
+    }
+    .build()
 }
 
 fn header(kind: &str) {
