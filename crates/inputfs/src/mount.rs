@@ -97,11 +97,13 @@ fn start(args: &MountArgs, runtime: &tokio::runtime::Runtime) -> Result<Started>
         .as_deref()
         .map(exporter::bind)
         .transpose()?;
-    let origin = stack::mount_origin(args);
+    // Before resolving: listing snapshots may be kept there.
+    let shared = stack::shared(&args.cache)?;
+    let origin = stack::mount_origin(args, shared.as_ref());
     // From --locked, or resolved from the inputs (and recorded by --lock-out).
     let (resolved, cache) = lock::inputs(args, &origin, runtime)?;
     let inputs = resolved.len();
-    let stack = stack::engine(&cache, origin)?;
+    let stack = stack::engine(&cache, origin, shared)?;
     let engine = stack.engine.clone();
     let tree = Tree::build(
         resolved

@@ -21,15 +21,14 @@ pub fn origin(args: &OriginArgs) -> Origin {
 
 /// The origin of a mount: [`origin`], sharing listings through snapshots in
 /// the shared cache if `--listing-max-age` asks (clap has checked that
-/// `--shared-cache` is given with it). The snapshots get a handle of their
-/// own on the shared directory, since inputs are resolved before the tiers
-/// are assembled; an unusable directory means listing as if off.
-pub fn mount_origin(args: &MountArgs) -> Origin {
+/// `--shared-cache` is given with it). The snapshots go through the shared
+/// tier's own store, so its counts of directory operations include theirs;
+/// while the directory is unusable, workers list as if sharing were off.
+pub fn mount_origin(args: &MountArgs, shared: Option<&Shared>) -> Origin {
     let mut builder = builder(&args.origin);
-    if let (Some(max_age), Some(dir)) = (args.listing_max_age, &args.cache.shared_cache) {
-        let (store, _unusable) = DirStore::open_lenient(dir, "shared");
+    if let (Some(max_age), Some(shared)) = (args.listing_max_age, shared) {
         builder = builder.listing_snapshots(Snapshots {
-            store: Arc::new(store.with_claims()),
+            store: shared.store.clone(),
             max_age: max_age.into(),
             claim_timeout: args.cache.claim_timeout.into(),
         });
@@ -96,8 +95,58 @@ impl Stack {
     }
 }
 
-/// The engine for these cache flags, reading from `origin`.
-pub fn engine(cache: &CacheArgs, origin: Origin) -> Result<Stack> {
+/// The shared tier's store, opened before inputs are resolved (listing
+/// snapshots are kept there), and why it is unusable if it is.
+pub struct Shared {
+    store: Arc<DirStore>,
+    unusable: Option<inputfs_core::Error>,
+}
+
+/// The shared tier of these cache flags, if there is one.
+///
+/// The origin is the source of truth: an unusable shared directory slows the
+/// fleet down but must not stop this job, unless asked to. Either way the
+/// tier sets itself up by itself once the directory works.
+pub fn shared(cache: &CacheArgs) -> Result<Option<Shared>> {
+    if cache.require_shared_cache && cache.shared_cache.is_none() {
+        bail!("--require-shared-cache needs --shared-cache DIR");
+    }
+    let Some(dir) = &cache.shared_cache else {
+        return Ok(None);
+    };
+    let (store, unusable) = if cache.require_shared_cache {
+        let store = DirStore::open(dir, "shared").with_context(|| {
+            format!("--shared-cache {} (--require-shared-cache)", dir.display())
+        })?;
+        (store, None)
+    } else {
+        let (store, err) = DirStore::open_lenient(dir, "shared");
+        let unusable = err.map(|e| inputfs_core::Error::Tier {
+            tier: "shared".into(),
+            message: format!(
+                "--shared-cache {} is unusable, reading without it until it works: {e}",
+                dir.display()
+            ),
+        });
+        (store, unusable)
+    };
+    let store = store.with_claims().with_limits(Limits {
+        max_bytes: cache.shared_cache_max_size.map(|s| s.as_u64()),
+        min_free_percent: cache.shared_cache_min_free,
+    });
+    Ok(Some(Shared {
+        store: Arc::new(store),
+        unusable,
+    }))
+}
+
+/// The engine for these cache flags, reading from `origin`, with `shared`
+/// (from [`shared`]) as its shared tier.
+pub fn engine(cache: &CacheArgs, origin: Origin, shared: Option<Shared>) -> Result<Stack> {
+    let (shared, shared_unusable) = match shared {
+        Some(Shared { store, unusable }) => (Some(store), unusable),
+        None => (None, None),
+    };
     let mut stores: Vec<Arc<DirStore>> = Vec::new();
     if !cache.no_local_cache {
         let dir = cache.cache_dir.clone().unwrap_or_else(cache_home);
@@ -120,34 +169,7 @@ pub fn engine(cache: &CacheArgs, origin: Origin) -> Result<Stack> {
             });
         stores.push(Arc::new(store));
     }
-    // The origin is the source of truth: an unusable shared directory slows the
-    // fleet down but must not stop this job, unless asked to. Either way the
-    // tier sets itself up by itself once the directory works.
-    let mut shared_unusable = None;
-    if cache.require_shared_cache && cache.shared_cache.is_none() {
-        bail!("--require-shared-cache needs --shared-cache DIR");
-    }
-    if let Some(dir) = &cache.shared_cache {
-        let store = if cache.require_shared_cache {
-            DirStore::open(dir, "shared").with_context(|| {
-                format!("--shared-cache {} (--require-shared-cache)", dir.display())
-            })?
-        } else {
-            let (store, err) = DirStore::open_lenient(dir, "shared");
-            shared_unusable = err.map(|e| inputfs_core::Error::Tier {
-                tier: "shared".into(),
-                message: format!(
-                    "--shared-cache {} is unusable, reading without it until it works: {e}",
-                    dir.display()
-                ),
-            });
-            store
-        };
-        stores.push(Arc::new(store.with_claims().with_limits(Limits {
-            max_bytes: cache.shared_cache_max_size.map(|s| s.as_u64()),
-            min_free_percent: cache.shared_cache_min_free,
-        })));
-    }
+    stores.extend(shared);
     let config = EngineConfig {
         block_size: cache.block_size.as_u64(),
         memory_budget: cache.memory_budget.as_u64(),

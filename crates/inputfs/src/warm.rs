@@ -160,7 +160,7 @@ pub fn run(args: WarmArgs) -> Result<()> {
     let specs = inputs::collect(&args.inputs)?;
     let origin = stack::origin(&args.origin);
     let resolved = runtime.block_on(origin.resolve(&specs))?;
-    let stack = stack::engine(&cache, origin)?;
+    let stack = stack::engine(&cache, origin, stack::shared(&cache)?)?;
     let engine = stack.engine.clone();
     let objects: Vec<Arc<Object>> = resolved
         .into_iter()
