@@ -49,7 +49,14 @@ struct Inner {
 /// The planner and the loads it started that may still be running.
 struct Ahead {
     planner: Readahead,
-    loads: Vec<(StreamId, AbortHandle)>,
+    loads: Vec<Load>,
+}
+
+/// A readahead load: the stream it is for, its block, and its task.
+struct Load {
+    stream: StreamId,
+    index: u64,
+    task: AbortHandle,
 }
 
 impl FileReader {
@@ -110,14 +117,13 @@ impl Inner {
             && blocks.end - blocks.start >= 2
             && offset - layout.block_range(blocks.start).start >= layout.block_size / 2)
             .then(|| layout.block_range(blocks.start).end);
-        ahead.loads.retain(|(_, load)| !load.is_finished());
+        ahead.loads.retain(|load| !load.task.is_finished());
         if let Some(forgotten) = plan.forgotten {
-            let engine = &self.engine;
-            ahead.loads.retain(|(stream, load)| {
-                if *stream == forgotten {
-                    engine.cancel(load);
+            ahead.loads.retain(|load| {
+                if load.stream == forgotten {
+                    self.cancel(load);
                 }
-                *stream != forgotten
+                load.stream != forgotten
             });
         }
         if let Some(stream) = plan.stream {
@@ -146,10 +152,16 @@ impl Inner {
                     reader.fetched_elsewhere(stream, index);
                 }
             });
-            let load = tokio::spawn(async move {
+            // On the engine's task tracker: a cancelled load's claim is
+            // released (by a task its drop starts) before `shutdown` returns.
+            let load = self.engine.background.spawn(async move {
                 engine.prefetch(&object, index, elsewhere).await;
             });
-            ahead.loads.push((stream, load.abort_handle()));
+            ahead.loads.push(Load {
+                stream,
+                index,
+                task: load.abort_handle(),
+            });
         }
     }
 
@@ -170,8 +182,8 @@ impl Drop for FileReader {
     /// A closed handle's readahead is abandoned.
     fn drop(&mut self) {
         if let Ok(mut ahead) = self.inner.ahead.lock() {
-            for (_, load) in ahead.loads.drain(..) {
-                self.inner.engine.cancel(&load);
+            for load in ahead.loads.drain(..) {
+                self.inner.cancel(&load);
             }
         }
     }
@@ -207,12 +219,24 @@ impl Engine {
             .ok();
         self.get_origin(obj, index, offset..end).await
     }
+}
 
-    /// Abort a readahead load, counting it if it was still running.
-    fn cancel(&self, load: &AbortHandle) {
-        if !load.is_finished() {
-            load.abort();
-            self.readahead.cancelled.fetch_add(1, Ordering::Relaxed);
+impl Inner {
+    /// Abort a readahead load whose block is not loaded yet, and count it.
+    /// A load whose block is in memory has done its work, even if its task
+    /// has not returned yet (the reader that waited on the same block may
+    /// run first): it is neither aborted nor counted.
+    fn cancel(&self, load: &Load) {
+        let id = BlockId {
+            key: self.object.key,
+            index: load.index,
+        };
+        if !load.task.is_finished() && !self.engine.memory.contains_key(&id) {
+            load.task.abort();
+            self.engine
+                .readahead
+                .cancelled
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 }
