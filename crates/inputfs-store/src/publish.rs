@@ -34,6 +34,7 @@ use std::io;
 use std::os::fd::IntoRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use inputfs_core::BlockId;
 use inputfs_core::store::Placed;
@@ -205,10 +206,13 @@ impl Publisher {
                     tmp.armed = false;
                     return Ok(Placed::New);
                 }
-                // SMB refuses to replace a file another client has open; that
-                // file is this very block, so there is nothing left to do.
-                Err(e) if matches!(errno(&e), libc::EEXIST | libc::EBUSY | libc::EACCES) => {
-                    return Ok(Placed::AlreadyThere);
+                Err(e) if refused(&e) => {
+                    let placed = refused_rename(at, &tmp.rel, final_rel, e)
+                        .map_err(|e| StoreError::io("rename temp file to", &shown(), e))?;
+                    if placed == Placed::New {
+                        tmp.armed = false;
+                    }
+                    return Ok(placed);
                 }
                 Err(e) if vanished(&e) && retry => {
                     tmp = make_again(cd, at, tmp, parts, since)?;
@@ -298,6 +302,51 @@ const PLACE_TRIES: usize = 4;
 
 /// Whether a placement failed because a name on the way vanished (or was
 /// replaced by something that is not a directory).
+/// A rename refused because of what is open or there (see [`refused_rename`]).
+fn refused(e: &io::Error) -> bool {
+    matches!(errno(e), libc::EEXIST | libc::EBUSY | libc::EACCES)
+}
+
+/// The longest a publish waits for its own temp file to be released.
+const RELEASE_WAIT: Duration = Duration::from_millis(250);
+
+/// After a rename of `tmp` to `final_rel` was refused ([`refused`]): either
+/// a block is at the final name (SMB refuses to replace a file another
+/// client has open, and that file is this very block), or the refused file
+/// is our own temp file, just closed: smbnetfs keeps its SMB handle open
+/// until FUSE's release arrives, after `close` has returned, and the server
+/// refuses to rename a file with an open handle. Saying "already there"
+/// then would be false, and the block would be missing for every reader.
+/// So look; if nothing is there, try the rename again, pausing 1 ms doubling,
+/// for at most [`RELEASE_WAIT`], then give up with the last refusal (the
+/// publish fails, and the engine makes it again later).
+fn refused_rename(
+    at: &Beneath,
+    tmp: &Rel,
+    final_rel: &Rel,
+    first: io::Error,
+) -> io::Result<Placed> {
+    let mut pause = Duration::from_millis(1);
+    let mut waited = Duration::ZERO;
+    let mut last = first;
+    loop {
+        if at.stat(final_rel).is_ok_and(|s| Kind::of(&s) == Kind::File) {
+            return Ok(Placed::AlreadyThere);
+        }
+        if waited >= RELEASE_WAIT {
+            return Err(last);
+        }
+        std::thread::sleep(pause);
+        waited += pause;
+        pause *= 2;
+        match at.rename(tmp, final_rel) {
+            Ok(()) => return Ok(Placed::New),
+            Err(e) if refused(&e) => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn vanished(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || is_link_on_the_way(e)
 }
