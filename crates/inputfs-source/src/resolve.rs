@@ -20,7 +20,7 @@ use crate::classify::to_source;
 use crate::error::SourceError;
 use crate::glob::{glob_match, is_recursive};
 use crate::origin::{Origin, Pinned};
-use crate::snapshot::{Snapshots, Turn};
+use crate::snapshot::{self, Turn};
 use crate::stores::StoreEntry;
 use crate::url::{ParsedUrl, Target, check_key, parse_url};
 
@@ -153,19 +153,23 @@ impl Origin {
             },
             Turn::List { claimed } => claimed,
         };
-        let began = Snapshots::began();
-        let listed = self.list(parsed, entry, prefix, pattern).await;
-        let metas = match listed {
+        let began = snapshot::now_ms();
+        let metas = match self.list(parsed, entry, prefix, pattern).await {
             Ok(metas) => metas,
             Err(e) => {
-                snapshots.publish(url, began, None, claimed).await;
+                snapshots.publish(url, None, claimed).await;
                 return Err(e);
             }
         };
-        // A listing that does not resolve fails the mount: publish nothing.
-        let resolved = files(metas.clone());
-        let publish = resolved.as_ref().ok().map(|_| metas.as_slice());
-        snapshots.publish(url, began, publish, claimed).await;
+        // Encoded before the listing is consumed; published only if it
+        // resolves (one that does not fails the mount).
+        let bytes = snapshot::encode(url, began, &metas);
+        if bytes.is_none() {
+            tracing::debug!(url, "the listing needed version ids: no snapshot published");
+        }
+        let resolved = files(metas);
+        let bytes = bytes.filter(|_| resolved.is_ok());
+        snapshots.publish(url, bytes, claimed).await;
         resolved
     }
 

@@ -105,7 +105,9 @@ pub(crate) enum Turn {
     List { claimed: bool },
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds since the epoch: a snapshot's creation time is when its
+/// listing began.
+pub(crate) fn now_ms() -> u64 {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -156,41 +158,22 @@ impl Snapshots {
         }
     }
 
-    /// Publish the listing of `url` that began at `began_ms` (best effort;
-    /// `None`: the listing failed), and give up the claim if this worker
-    /// held it.
-    pub(crate) async fn publish(
-        &self,
-        url: &str,
-        began_ms: u64,
-        metas: Option<&[ObjectMeta]>,
-        claimed: bool,
-    ) {
-        let bytes = metas.map(|m| encode(url, began_ms, m));
+    /// Publish `snapshot` as the listing of `url` (best effort; `None`:
+    /// nothing to publish), and give up the claim if this worker held it.
+    pub(crate) async fn publish(&self, url: &str, snapshot: Option<Vec<u8>>, claimed: bool) {
         let store = self.store.clone();
         let url = url.to_string();
         let _ = tokio::task::spawn_blocking(move || {
-            match bytes {
-                Some(Some(bytes)) => {
-                    if let Err(e) = store.write_listing(&url, &bytes) {
-                        tracing::warn!(url, "cannot publish the listing snapshot: {e}");
-                    }
-                }
-                Some(None) => {
-                    tracing::debug!(url, "listing needed version ids: no snapshot published")
-                }
-                None => {}
+            if let Some(bytes) = snapshot
+                && let Err(e) = store.write_listing(&url, &bytes)
+            {
+                tracing::warn!(url, "cannot publish the listing snapshot: {e}");
             }
             if claimed {
                 store.release_listing(&url);
             }
         })
         .await;
-    }
-
-    /// The milliseconds since the epoch now, for [`publish`](Self::publish).
-    pub(crate) fn began() -> u64 {
-        now_ms()
     }
 
     async fn release(&self, url: &str) {
@@ -203,7 +186,10 @@ impl Snapshots {
         match tokio::task::spawn_blocking(move || store.claim_listing(&owned, ttl)).await {
             Ok(Ok(claim)) => claim,
             Ok(Err(e)) => {
-                tracing::debug!(url, "cannot claim the listing: {e}");
+                tracing::warn!(
+                    url,
+                    "cannot claim the listing, listing without a claim: {e}"
+                );
                 Claim::Unsupported
             }
             Err(_) => Claim::Unsupported,

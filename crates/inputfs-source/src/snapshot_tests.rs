@@ -174,7 +174,7 @@ async fn a_fresh_snapshot_is_used_and_otherwise_the_worker_claims_the_listing() 
     let s = snapshots(store.clone());
     assert!(matches!(s.turn(URL).await, Turn::List { claimed: true }));
     let metas = vec![meta("train/a", 1, Some("\"e\""))];
-    s.publish(URL, Snapshots::began(), Some(&metas), true).await;
+    s.publish(URL, encode(URL, now_ms(), &metas), true).await;
     assert_eq!(*store.released.lock().unwrap(), [URL]);
     match s.turn(URL).await {
         Turn::Use(got) => assert_eq!(got, metas),
@@ -187,8 +187,7 @@ async fn a_waiter_uses_the_snapshot_the_claim_holder_publishes() {
     let store = Arc::new(Memory::default());
     store.held.lock().unwrap().push(URL.into());
     let metas = vec![meta("train/a", 1, Some("\"e\""))];
-    *store.publish_after.lock().unwrap() =
-        Some((3, encode(URL, Snapshots::began(), &metas).unwrap()));
+    *store.publish_after.lock().unwrap() = Some((3, encode(URL, now_ms(), &metas).unwrap()));
     let started = tokio::time::Instant::now();
     match snapshots(store.clone()).turn(URL).await {
         Turn::Use(got) => assert_eq!(got, metas),
